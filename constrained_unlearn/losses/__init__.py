@@ -1,0 +1,24 @@
+"""Loss functions: pure functions of logits, log-probabilities and masks.
+
+Nothing here knows about a model or a dataset. Every function documents the shapes it takes
+and reduces over exactly the positions its mask selects.
+"""
+
+from constrained_unlearn.losses.entropy import kl_to_uniform_loss, negative_entropy_loss
+from constrained_unlearn.losses.margin import margin_flattening_loss, margin_per_position
+from constrained_unlearn.losses.masking import masked_mean, next_token_alignment
+from constrained_unlearn.losses.nll import sequence_log_prob, token_nll
+from constrained_unlearn.losses.preference import npo_loss, simnpo_loss
+
+__all__ = [
+    "kl_to_uniform_loss",
+    "margin_flattening_loss",
+    "margin_per_position",
+    "masked_mean",
+    "negative_entropy_loss",
+    "next_token_alignment",
+    "npo_loss",
+    "sequence_log_prob",
+    "simnpo_loss",
+    "token_nll",
+]
