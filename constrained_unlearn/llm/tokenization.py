@@ -1,0 +1,299 @@
+"""Prompt formatting and question-answer encoding for causal LMs.
+
+One QA pair becomes one training sequence
+
+    input_ids = [prompt ids (BOS first if the tokenizer adds one)] + [answer ids] + [EOS]
+    labels    = [-100] * len(prompt ids)                            + [answer ids] + [EOS]
+
+The prompt and the answer are tokenised **separately** and concatenated, so the boundary
+between them is exact (a joint tokenisation can merge the prompt's trailing space into the
+first answer token and shift the mask by one). Generation sees the same prompt ids, so what is
+scored is what is generated from.
+
+EOS is appended when the answer does not already end with it, and it carries loss: the model
+must learn to stop. Labels are derived from the known prompt length, never by comparing ids with
+the pad id (EOS is often the pad token and is a real, supervised token; see DESIGN.md,
+invariant 4).
+
+Too-long sequences are truncated **from the left of the prompt** (a leading BOS is kept), so
+the answer supervision is never cut. An answer that cannot fit is an error, not silently
+dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from constrained_unlearn.losses.masking import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How a question is turned into the prompt string the model continues.
+
+    Attributes:
+        kind: ``"plain"`` formats with :attr:`plain_format` (base models, mini-TOFU);
+            ``"chat"`` uses the tokenizer's own chat template with a generation prompt.
+        plain_format: a ``str.format`` pattern with a ``{question}`` field.
+        system_prompt: system message for ``"chat"`` (``None`` sends no system message, for
+            templates such as Gemma's that reject one).
+        chat_template_kwargs: extra keyword arguments for ``apply_chat_template`` (e.g.
+            ``{"date_string": "10 Apr 2025"}`` to make Llama-3.x templates deterministic).
+    """
+
+    kind: Literal["plain", "chat"] = "plain"
+    plain_format: str = "Question: {question}\nAnswer: "
+    system_prompt: str | None = "You are a helpful assistant."
+    chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("plain", "chat"):
+            raise ValueError(f"PromptTemplate.kind must be 'plain' or 'chat', got {self.kind!r}")
+        if self.kind == "plain" and "{question}" not in self.plain_format:
+            raise ValueError(
+                f"PromptTemplate.plain_format must contain '{{question}}', got {self.plain_format!r}"
+            )
+
+    def format_prompt(self, tokenizer: Any, question: str) -> str:
+        """The prompt string for ``question`` (answer not included)."""
+        if self.kind == "plain":
+            return self.plain_format.format(question=question)
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                "PromptTemplate(kind='chat') needs a tokenizer with a chat_template; this one has "
+                "none. Use PromptTemplate(kind='plain') or set tokenizer.chat_template."
+            )
+        messages = []
+        if self.system_prompt is not None:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": question})
+        return tokenizer.apply_chat_template(
+            messages,
+            add_generation_prompt=True,
+            tokenize=False,
+            **dict(self.chat_template_kwargs),
+        )
+
+    @property
+    def adds_special_tokens(self) -> bool:
+        """Whether the prompt is tokenised with the tokenizer's special tokens (BOS).
+
+        A chat template writes its own BOS text into the string, so it is tokenised without
+        adding another; a plain prompt gets the tokenizer's usual BOS.
+        """
+        return self.kind == "plain"
+
+
+def encode_prompt(tokenizer: Any, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of a prompt string, BOS included if the tokenizer adds one, never a final EOS.
+
+    Some tokenizers append EOS when adding special tokens (``add_eos_token=True``); a prompt
+    must not end the sequence, so such a trailing EOS is removed.
+    """
+    ids = list(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
+    eos = tokenizer.eos_token_id
+    if add_special_tokens and eos is not None and ids and ids[-1] == eos:
+        plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not plain or plain[-1] != eos:
+            ids = ids[:-1]
+    return ids
+
+
+@dataclass
+class EncodedQA:
+    """One encoded QA pair.
+
+    Attributes:
+        input_ids: ``[T]`` prompt ids followed by answer ids and EOS.
+        labels: ``[T]``, ``-100`` on the prompt, the token id on answer tokens and EOS.
+        prompt_length: number of prompt tokens kept (after any truncation).
+        prompt_truncated: whether prompt tokens were dropped to fit ``max_length``.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt_length: int
+    prompt_truncated: bool
+
+
+def encode_qa(
+    tokenizer: Any,
+    question: str,
+    answer: str,
+    *,
+    template: PromptTemplate | None = None,
+    max_length: int = 512,
+) -> EncodedQA:
+    """Encode a QA pair for teacher-forced training or scoring (see the module docstring).
+
+    Args:
+        tokenizer: a Hugging Face tokenizer with an EOS token.
+        question: the raw question (formatted by ``template``).
+        answer: the raw answer; supervised in full, plus EOS.
+        template: prompt format; ``PromptTemplate()`` (plain) by default.
+        max_length: maximum total length ``T``. The prompt is cut from the left (after a
+            leading BOS) until the sequence fits.
+
+    Raises:
+        ValueError: if the tokenizer has no EOS token, or if the answer plus EOS leaves no room
+            for a single prompt token within ``max_length`` (the first answer token would have
+            no position predicting it).
+    """
+    template = template if template is not None else PromptTemplate()
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError(
+            "the tokenizer has no eos_token: set tokenizer.eos_token before encoding, "
+            "answers must end with EOS"
+        )
+    if max_length < 2:
+        raise ValueError(f"max_length must be ≥ 2, got {max_length}")
+
+    prompt = template.format_prompt(tokenizer, question)
+    prompt_ids = encode_prompt(tokenizer, prompt, add_special_tokens=template.adds_special_tokens)
+    answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+    if not answer_ids or answer_ids[-1] != eos:
+        answer_ids.append(eos)
+
+    if len(answer_ids) + 1 > max_length:
+        raise ValueError(
+            f"the answer alone is {len(answer_ids)} tokens (EOS included) and does not fit "
+            f"max_length={max_length} with at least one prompt token; raise max_length or "
+            f"shorten the answer (starts {answer[:60]!r})"
+        )
+
+    truncated = False
+    budget = max_length - len(answer_ids)
+    if len(prompt_ids) > budget:
+        truncated = True
+        bos = tokenizer.bos_token_id
+        keep_bos = bos is not None and prompt_ids[0] == bos and budget >= 2
+        if keep_bos:
+            prompt_ids = [bos] + prompt_ids[len(prompt_ids) - (budget - 1) :]
+        else:
+            prompt_ids = prompt_ids[len(prompt_ids) - budget :]
+
+    input_ids = prompt_ids + answer_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    return EncodedQA(
+        input_ids=input_ids,
+        labels=labels,
+        prompt_length=len(prompt_ids),
+        prompt_truncated=truncated,
+    )
+
+
+def _check_rows(rows: Any, keys: Sequence[str]) -> int:
+    """Validate that ``rows`` is non-empty and has ``keys``; return its length."""
+    try:
+        n = len(rows)
+    except TypeError as exc:
+        raise TypeError(
+            f"rows must be a list of dicts or a datasets.Dataset, got {type(rows).__name__}"
+        ) from exc
+    if n == 0:
+        raise ValueError("rows is empty: a QADataset needs at least one question-answer pair")
+    columns = getattr(rows, "column_names", None)
+    if columns is not None:
+        available = list(columns)
+        missing = [k for k in keys if k not in available]
+        if missing:
+            raise KeyError(
+                f"column(s) {missing} not found; available columns: {available}. "
+                "Pass question_key=/answer_key= to name the right ones."
+            )
+        return n
+    for i in range(n):
+        row = rows[i]
+        if not isinstance(row, Mapping):
+            raise TypeError(f"rows[{i}] is a {type(row).__name__}, expected a dict")
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise KeyError(
+                f"rows[{i}] lacks key(s) {missing}; available keys: {sorted(row)}. "
+                "Pass question_key=/answer_key= to name the right ones."
+            )
+    return n
+
+
+class QADataset(torch.utils.data.Dataset):
+    """A map-style dataset of encoded QA pairs, ready for :func:`pad_collate`.
+
+    Every row is encoded once, at construction, with :func:`encode_qa`.
+
+    Args:
+        rows: a list of dicts or a ``datasets.Dataset``.
+        tokenizer: Hugging Face tokenizer (EOS required).
+        question_key, answer_key: field names of the question and the answer.
+        template: prompt format (plain by default).
+        max_length: maximum sequence length.
+
+    Attributes:
+        encoded: the :class:`EncodedQA` of every row.
+        num_truncated: how many rows had their prompt truncated to fit ``max_length``.
+
+    ``dataset[i]`` is ``{"input_ids": LongTensor[T_i], "labels": LongTensor[T_i]}``.
+    """
+
+    def __init__(
+        self,
+        rows: Any,
+        tokenizer: Any,
+        *,
+        question_key: str = "question",
+        answer_key: str = "answer",
+        template: PromptTemplate | None = None,
+        max_length: int = 512,
+    ) -> None:
+        n = _check_rows(rows, (question_key, answer_key))
+        self.template = template if template is not None else PromptTemplate()
+        self.max_length = max_length
+        self.encoded: list[EncodedQA] = []
+        for i in range(n):
+            row = rows[i]
+            self.encoded.append(
+                encode_qa(
+                    tokenizer,
+                    str(row[question_key]),
+                    str(row[answer_key]),
+                    template=self.template,
+                    max_length=max_length,
+                )
+            )
+        self.num_truncated: int = sum(e.prompt_truncated for e in self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.encoded[i]
+        return {
+            "input_ids": torch.tensor(item.input_ids, dtype=torch.long),
+            "labels": torch.tensor(item.labels, dtype=torch.long),
+        }
+
+
+def ensure_pad_token(tokenizer: Any) -> Any:
+    """Give the tokenizer a pad token if it has none, reusing EOS; returns the tokenizer.
+
+    Reusing EOS as pad is safe in this library because attention and loss masks are built from
+    sequence lengths (:func:`~constrained_unlearn.llm.collate.pad_collate`), never from
+    ``input_ids != pad_token_id``; a genuine EOS inside a sequence stays attended and
+    supervised. The tokenizer is modified in place.
+
+    Raises:
+        ValueError: if the tokenizer has neither a pad nor an EOS token.
+    """
+    if tokenizer.pad_token_id is not None:
+        return tokenizer
+    if tokenizer.eos_token is None:
+        raise ValueError(
+            "the tokenizer has neither a pad_token nor an eos_token; set one, e.g. "
+            "tokenizer.add_special_tokens({'pad_token': '<pad>'}) and resize the embeddings"
+        )
+    tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

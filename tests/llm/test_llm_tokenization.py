@@ -1,0 +1,157 @@
+"""Encoding QA pairs and padding batches: labels, masks, truncation, EOS-as-pad."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from constrained_unlearn.llm import (
+    PromptTemplate,
+    QADataset,
+    encode_qa,
+    ensure_pad_token,
+    pad_collate,
+)
+
+Q = "Where was the author born?"
+A = "The author was born in Paris."
+
+
+def test_encode_qa_layout(tokenizer):
+    enc = encode_qa(tokenizer, Q, A)
+    prompt_ids = tokenizer("Question: " + Q + "\nAnswer: ")["input_ids"]
+    answer_ids = tokenizer(A, add_special_tokens=False)["input_ids"]
+    assert enc.input_ids[0] == tokenizer.bos_token_id
+    assert enc.input_ids == prompt_ids + answer_ids + [tokenizer.eos_token_id]
+    assert enc.prompt_length == len(prompt_ids)
+    assert enc.labels[: enc.prompt_length] == [-100] * enc.prompt_length
+    assert enc.labels[enc.prompt_length :] == answer_ids + [tokenizer.eos_token_id]
+    assert not enc.prompt_truncated
+
+
+def test_eos_not_doubled(tokenizer):
+    enc = encode_qa(tokenizer, Q, A + "</s>")
+    assert enc.input_ids.count(tokenizer.eos_token_id) == 1
+    assert enc.input_ids[-1] == tokenizer.eos_token_id
+
+
+def test_chat_template_prompt(tokenizer):
+    tpl = PromptTemplate(kind="chat")
+    prompt = tpl.format_prompt(tokenizer, Q)
+    assert prompt == f"<|system|>You are a helpful assistant.</s><|user|>{Q}</s><|assistant|>"
+    enc = encode_qa(tokenizer, Q, A, template=tpl)
+    # The chat template writes no BOS here and none is added on top of it.
+    assert enc.input_ids[0] != tokenizer.bos_token_id
+    # EOS tokens inside the prompt (turn ends) are not supervised; the final one is.
+    eos = tokenizer.eos_token_id
+    assert eos in enc.input_ids[: enc.prompt_length]
+    assert enc.labels[-1] == eos
+    assert all(lab == -100 for lab in enc.labels[: enc.prompt_length])
+    no_system = PromptTemplate(kind="chat", system_prompt=None).format_prompt(tokenizer, Q)
+    assert not no_system.startswith("<|system|>")
+
+
+def test_chat_template_missing(tokenizer_factory):
+    tok = tokenizer_factory()
+    tok.chat_template = None
+    with pytest.raises(ValueError, match="chat_template"):
+        PromptTemplate(kind="chat").format_prompt(tok, Q)
+
+
+def test_truncation_keeps_answer(tokenizer):
+    long_q = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)
+    answer_ids = tokenizer(A, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    enc = encode_qa(tokenizer, long_q, A, max_length=40)
+    assert len(enc.input_ids) == 40
+    assert enc.prompt_truncated
+    assert enc.input_ids[0] == tokenizer.bos_token_id  # BOS kept, cut after it
+    assert enc.labels[-len(answer_ids) :] == answer_ids
+    assert enc.prompt_length == 40 - len(answer_ids)
+    full = encode_qa(tokenizer, long_q, A, max_length=4096)
+    assert enc.input_ids[1:] == full.input_ids[-39:]  # left truncation of the prompt
+
+    rows = [{"question": long_q, "answer": A}, {"question": Q, "answer": A}]
+    ds = QADataset(rows, tokenizer, max_length=len(encode_qa(tokenizer, Q, A).input_ids))
+    assert ds.num_truncated == 1
+    assert (ds[0]["labels"] != -100).sum().item() == len(answer_ids)
+
+
+def test_answer_too_long(tokenizer):
+    with pytest.raises(ValueError, match="max_length"):
+        encode_qa(tokenizer, Q, A * 5, max_length=10)
+
+
+def test_dataset_errors(tokenizer):
+    with pytest.raises(KeyError, match="available keys: \\['prompt', 'response'\\]"):
+        QADataset([{"prompt": Q, "response": A}], tokenizer)
+    with pytest.raises(ValueError, match="empty"):
+        QADataset([], tokenizer)
+    ds = QADataset(
+        [{"prompt": Q, "response": A}], tokenizer, question_key="prompt", answer_key="response"
+    )
+    assert ds[0]["input_ids"].dtype == torch.long
+
+
+def test_dataset_from_hf_dataset(tokenizer):
+    from datasets import Dataset
+
+    hf = Dataset.from_list([{"question": Q, "answer": A}, {"question": "Who?", "answer": "Alice."}])
+    ds = QADataset(hf, tokenizer)
+    assert len(ds) == 2
+    assert ds[1]["input_ids"].tolist() == encode_qa(tokenizer, "Who?", "Alice.").input_ids
+    with pytest.raises(KeyError, match="available columns"):
+        QADataset(hf, tokenizer, answer_key="response")
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_collate_masks_from_lengths(eos_pad_tokenizer, side):
+    tok = eos_pad_tokenizer
+    eos = tok.eos_token_id
+    assert tok.pad_token_id == eos
+    # A genuine EOS inside the supervised answer, plus the final EOS.
+    short = encode_qa(tok, "Who?", "Alice.</s>Bob.")
+    long = encode_qa(tok, Q, A)
+    batch = pad_collate(
+        [
+            {"input_ids": short.input_ids, "labels": short.labels},
+            {"input_ids": torch.tensor(long.input_ids), "labels": torch.tensor(long.labels)},
+        ],
+        pad_token_id=tok.pad_token_id,
+        side=side,
+    )
+    n_short, width = len(short.input_ids), len(long.input_ids)
+    assert batch["input_ids"].shape == batch["labels"].shape == (2, width)
+    mask = batch["attention_mask"][0]
+    assert mask.sum().item() == n_short
+    real = slice(0, n_short) if side == "right" else slice(width - n_short, width)
+    pad = slice(n_short, width) if side == "right" else slice(0, width - n_short)
+    assert batch["input_ids"][0, real].tolist() == short.input_ids
+    assert (batch["input_ids"][0, pad] == eos).all()
+    assert (mask[real] == 1).all() and (mask[pad] == 0).all()
+    assert (batch["labels"][0, pad] == -100).all()
+    assert batch["labels"][0, real].tolist() == short.labels
+    # Both EOS tokens of the short answer are attended and supervised.
+    labels = batch["labels"][0]
+    assert int(((labels == eos) & (batch["attention_mask"][0] == 1)).sum()) == 2
+    assert batch["attention_mask"][1].all()
+
+
+def test_pad_collate_errors_and_extra_keys(tokenizer):
+    with pytest.raises(ValueError, match="side"):
+        pad_collate([{"input_ids": [1, 2]}], 0, side="middle")
+    with pytest.raises(ValueError, match="pad_token_id"):
+        pad_collate([{"input_ids": [1, 2]}], None)
+    out = pad_collate([{"input_ids": [1, 2], "index": 3}, {"input_ids": [4], "index": 5}], 0)
+    assert out["index"].tolist() == [3, 5]
+    assert "labels" not in out
+
+
+def test_ensure_pad_token(tokenizer_factory):
+    tok = tokenizer_factory()
+    tok.pad_token = None
+    assert tok.pad_token_id is None
+    assert ensure_pad_token(tok) is tok
+    assert tok.pad_token_id == tok.eos_token_id
+    tok2 = tokenizer_factory()
+    ensure_pad_token(tok2)
+    assert tok2.pad_token == "<pad>"
