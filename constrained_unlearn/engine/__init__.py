@@ -1,1 +1,26 @@
 """The training engine: primal-dual steps on accelerate; knows no LLM and no classifier."""
+
+from constrained_unlearn.engine.config import EngineConfig
+from constrained_unlearn.engine.data import PairedData
+from constrained_unlearn.engine.errors import (
+    ConstraintInfeasibleWarning,
+    NonFiniteError,
+    TermsError,
+)
+from constrained_unlearn.engine.history import Callback, History, StepRecord
+from constrained_unlearn.engine.loop import UnlearningEngine
+from constrained_unlearn.engine.terms import Terms, TermsFn
+
+__all__ = [
+    "Callback",
+    "ConstraintInfeasibleWarning",
+    "EngineConfig",
+    "History",
+    "NonFiniteError",
+    "PairedData",
+    "StepRecord",
+    "Terms",
+    "TermsError",
+    "TermsFn",
+    "UnlearningEngine",
+]

@@ -1,0 +1,77 @@
+"""Settings of the training loop (solver settings live on the solver)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+
+@dataclass
+class EngineConfig:
+    """How the engine trains.
+
+    Attributes:
+        epochs: passes over the forget set.
+        max_steps: stop after this many optimiser steps (``None``: run all epochs).
+        gradient_accumulation_steps: micro-batches per optimiser step (K). The primal gradient
+            is the mean of the K micro-batch gradients and λ sees the mean of their violations.
+        max_grad_norm: clip the primal gradient to this norm (``None``: no clipping).
+        lr_scheduler: ``"constant"``, ``"linear"`` or ``"cosine"`` decay after the warm-up.
+        lr_warmup_ratio: fraction of the optimiser steps with a linear LR warm-up.
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (through accelerate).
+        cpu: force the CPU even if an accelerator is present.
+        seed: seeds python, numpy and torch at the start of :meth:`fit`.
+        progress: show a progress bar (main process only).
+        infeasible_patience: warn when a constraint is violated for this many consecutive live
+            optimiser steps (``None``: never).
+        multiplier_limit: warn when a multiplier exceeds this value.
+    """
+
+    epochs: int = 1
+    max_steps: int | None = None
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    lr_warmup_ratio: float = 0.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    cpu: bool = False
+    seed: int = 0
+    progress: bool = True
+    infeasible_patience: int | None = 50
+    multiplier_limit: float | None = 1e6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer ≥ 1, got {self.epochs!r}")
+        if self.max_steps is not None and (
+            not isinstance(self.max_steps, int) or self.max_steps < 1
+        ):
+            raise ValueError(f"max_steps must be None or an integer ≥ 1, got {self.max_steps!r}")
+        if (
+            not isinstance(self.gradient_accumulation_steps, int)
+            or self.gradient_accumulation_steps < 1
+        ):
+            raise ValueError(
+                "gradient_accumulation_steps must be an integer ≥ 1, "
+                f"got {self.gradient_accumulation_steps!r}"
+            )
+        if self.max_grad_norm is not None and not (
+            math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise ValueError(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
+        if self.lr_scheduler not in ("constant", "linear", "cosine"):
+            raise ValueError(
+                f"lr_scheduler must be 'constant', 'linear' or 'cosine', got {self.lr_scheduler!r}"
+            )
+        if not 0.0 <= self.lr_warmup_ratio < 1.0:
+            raise ValueError(f"lr_warmup_ratio must be in [0, 1), got {self.lr_warmup_ratio}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(
+                f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
+            )
+        if self.infeasible_patience is not None and self.infeasible_patience < 1:
+            raise ValueError("infeasible_patience must be None or ≥ 1")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
