@@ -49,4 +49,16 @@ def margin_flattening_loss(logits: torch.Tensor, mask: torch.Tensor | None = Non
     Returns:
         A float32 scalar.
     """
-    return masked_mean(margin_per_position(logits) ** 2, mask)
+    if mask is None:
+        return (margin_per_position(logits) ** 2).mean()
+    if mask.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match logits {tuple(logits.shape)} "
+            "without the last dimension"
+        )
+    # Select before computing: unsupervised positions then contribute nothing at all, not even
+    # a NaN gradient from a poisoned (e.g. padding) row.
+    selected = logits[mask.bool()]
+    if selected.shape[0] == 0:
+        masked_mean(logits.new_zeros(mask.shape), mask)  # raises the "selects no position" error
+    return (margin_per_position(selected) ** 2).mean()

@@ -32,7 +32,15 @@ def token_nll(
     """
     if mask is None:
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
-    return masked_mean(-_token_log_probs(logits, targets), mask)
+    if mask.shape != targets.shape:
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} must equal targets shape {tuple(targets.shape)}"
+        )
+    mask = mask.bool()
+    if not bool(mask.any()):
+        masked_mean(targets.new_zeros(targets.shape, dtype=torch.float32), mask)  # raises
+    # select first: masked positions then contribute nothing, not even NaN gradients
+    return -_token_log_probs(logits[mask], targets[mask]).mean()
 
 
 def sequence_log_prob(
