@@ -36,3 +36,31 @@ def kkt_terms(model: torch.nn.Module, forget, retain) -> Terms:
 
 def dummy_data(n: int = 50) -> PairedData:
     return PairedData(torch.zeros(n, 1), torch.zeros(n, 1), batch_size=1, seed=0)
+
+
+# A small classifier problem: forget = margin loss on forget logits, retain = CE ≤ ε.
+def classifier_data(n: int = 32, features: int = 5, classes: int = 3, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    x_f = torch.randn(n, features, generator=generator)
+    y_f = torch.randint(0, classes, (n,), generator=generator)
+    x_r = torch.randn(n, features, generator=generator)
+    y_r = torch.randint(0, classes, (n,), generator=generator)
+    forget = torch.utils.data.TensorDataset(x_f, y_f)
+    retain = torch.utils.data.TensorDataset(x_r, y_r)
+    return forget, retain
+
+
+def linear_model(features: int = 5, classes: int = 3, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(features, classes)
+
+
+def classifier_terms(model, forget, retain) -> Terms:
+    from constrained_unlearn.losses import margin_flattening_loss
+
+    x_f, _ = forget
+    x_r, y_r = retain
+    return Terms(
+        objective=margin_flattening_loss(model(x_f)),
+        constraints={"retain": torch.nn.functional.cross_entropy(model(x_r), y_r)},
+    )

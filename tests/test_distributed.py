@@ -1,0 +1,34 @@
+"""Two CPU processes (gloo): λ is identical on both ranks and equal to one process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def run_workers(tmp_path, nproc, batch, k):
+    out = tmp_path / f"run{nproc}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={nproc}", str(HERE / "ddp_worker.py"), str(out), str(batch), str(k),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(Path(f"{out}.{rank}.json").read_text()) for rank in range(nproc)]
+
+
+def test_two_processes_share_lambda_and_match_single_process(tmp_path):
+    ranks = run_workers(tmp_path, nproc=2, batch=2, k=2)
+    assert [r["num_processes"] for r in ranks] == [2, 2]  # a wrong launch runs alone, silently
+    assert ranks[0]["lambda"] == ranks[1]["lambda"]
+    (reference,) = run_workers(tmp_path, nproc=1, batch=4, k=2)
+    assert reference["num_processes"] == 1
+    assert ranks[0]["lambda"] == pytest.approx(reference["lambda"], abs=1e-6)
+    for p, q in zip(ranks[0]["params"], reference["params"]):
+        assert p == pytest.approx(q, abs=1e-6)
