@@ -1,6 +1,22 @@
 """Hugging Face causal LMs: QA encoding, batching, loading, unlearning terms, generation."""
 
 from constrained_unlearn.llm.collate import PadCollator, pad_collate
+from constrained_unlearn.llm.generation import cut_at_stop_strings, generate_batched
+from constrained_unlearn.llm.loading import (
+    LoraSettings,
+    apply_lora,
+    check_source,
+    load_model_and_tokenizer,
+    resolve_dtype,
+)
+from constrained_unlearn.llm.terms import (
+    CausalLMTerms,
+    answer_logits,
+    concat_batches,
+    kl_to_reference,
+    reference_sequence_log_probs,
+    sequence_log_probs,
+)
 from constrained_unlearn.llm.tokenization import (
     EncodedQA,
     PromptTemplate,
@@ -11,12 +27,25 @@ from constrained_unlearn.llm.tokenization import (
 )
 
 __all__ = [
+    "CausalLMTerms",
     "EncodedQA",
+    "LoraSettings",
     "PadCollator",
     "PromptTemplate",
     "QADataset",
+    "answer_logits",
+    "apply_lora",
+    "check_source",
+    "concat_batches",
+    "cut_at_stop_strings",
     "encode_prompt",
     "encode_qa",
     "ensure_pad_token",
+    "generate_batched",
+    "kl_to_reference",
+    "load_model_and_tokenizer",
     "pad_collate",
+    "reference_sequence_log_probs",
+    "resolve_dtype",
+    "sequence_log_probs",
 ]

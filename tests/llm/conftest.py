@@ -75,3 +75,63 @@ def eos_pad_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="session")
 def tokenizer_factory():
     return build_tokenizer
+
+
+ARCHITECTURES = ("llama", "qwen2", "gpt2", "gemma")
+
+
+def build_model(arch: str, tokenizer, *, seed: int = 0, init_range: float = 0.02):
+    """A random 2-layer causal LM of the given architecture, hidden size 32, in float32."""
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        GemmaConfig,
+        GPT2Config,
+        LlamaConfig,
+        Qwen2Config,
+    )
+
+    ids = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    common = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "initializer_range": init_range,
+        **ids,
+    }
+    if arch == "llama":
+        config = LlamaConfig(**common)
+    elif arch == "qwen2":
+        config = Qwen2Config(**common)
+    elif arch == "gemma":
+        config = GemmaConfig(**common, head_dim=8)
+    elif arch == "gpt2":
+        config = GPT2Config(
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            n_positions=256,
+            initializer_range=init_range,
+            resid_pdrop=0.0,  # no dropout: train-mode values must equal eval-mode ones
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **ids,
+        )
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; use one of {ARCHITECTURES}")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def model_factory():
+    return build_model

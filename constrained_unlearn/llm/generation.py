@@ -1,0 +1,140 @@
+"""Batched greedy generation for evaluation.
+
+Prompts are tokenised exactly as :func:`~constrained_unlearn.llm.tokenization.encode_qa`
+tokenises them (so the model continues the ids it was trained and scored on), left-padded with
+masks from lengths (:func:`~constrained_unlearn.llm.collate.pad_collate`), and decoded greedily
+with the KV cache. Prompts are sorted by length inside the call to reduce padding; results come
+back in the input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from constrained_unlearn.llm.collate import pad_collate
+from constrained_unlearn.llm.tokenization import encode_prompt
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if config_eos is not None:
+        for i in [config_eos] if isinstance(config_eos, int) else config_eos:
+            if int(i) not in ids:
+                ids.append(int(i))
+    return ids
+
+
+def cut_at_stop_strings(text: str, stop_strings: Iterable[str]) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop string."""
+    end = len(text)
+    for stop in stop_strings:
+        if stop:
+            at = text.find(stop)
+            if at != -1:
+                end = min(end, at)
+    return text[:end]
+
+
+def generate_batched(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 200,
+    batch_size: int = 32,
+    stop_strings: Sequence[str] = (),
+    progress: bool = False,
+    add_special_tokens: bool = True,
+) -> list[str]:
+    """Greedy continuations of formatted prompts.
+
+    Args:
+        model: a Hugging Face causal LM.
+        tokenizer: its tokenizer (needs a pad token: see
+            :func:`~constrained_unlearn.llm.tokenization.ensure_pad_token`).
+        prompts: formatted prompt strings (e.g. ``PromptTemplate.format_prompt``).
+        max_new_tokens: generation budget per prompt.
+        batch_size: prompts per forward batch.
+        stop_strings: the text is cut before the first occurrence of any of them (generation
+            also stops early on them).
+        progress: show a tqdm bar over batches.
+        add_special_tokens: add the tokenizer's BOS (plain prompts); pass ``False`` for chat
+            templates, whose text already contains it (``PromptTemplate.adds_special_tokens``).
+
+    Returns:
+        One string per prompt: only the new tokens, cut at the first EOS (any of the tokenizer's
+        and the generation config's EOS ids) and at stop strings, decoded with special tokens
+        skipped.
+
+    The model runs in eval mode under ``torch.no_grad`` and ``tokenizer.padding_side`` is set to
+    ``"left"``; both are restored afterwards, also on error.
+    """
+    from transformers import GenerationConfig
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, got a single str")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; call ensure_pad_token(tokenizer) first")
+    if len(prompts) == 0:
+        return []
+
+    eos_ids = _eos_ids(model, tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos_ids or None,
+        stop_strings=list(stop_strings) or None,
+    )
+    encoded = [encode_prompt(tokenizer, p, add_special_tokens=add_special_tokens) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+    results: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
+
+    starts = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="generate", unit="batch")
+
+    was_training = model.training
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in starts:
+                idx = order[start : start + batch_size]
+                batch = pad_collate(
+                    [{"input_ids": encoded[i]} for i in idx], tokenizer.pad_token_id, side="left"
+                )
+                out = model.generate(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    generation_config=config,
+                    tokenizer=tokenizer if stop_strings else None,
+                )
+                new = out[:, batch["input_ids"].shape[1] :].tolist()
+                for i, ids in zip(idx, new):
+                    for k, tok in enumerate(ids):
+                        if tok in eos_ids:
+                            ids = ids[:k]
+                            break
+                    text = tokenizer.decode(ids, skip_special_tokens=True)
+                    results[i] = cut_at_stop_strings(text, stop_strings)
+    finally:
+        tokenizer.padding_side = old_side
+        model.train(was_training)
+    return results

@@ -1,0 +1,93 @@
+"""Loading from local folders, fast failures, dtypes, LoRA dependency error."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+import torch
+
+from constrained_unlearn.llm import (
+    LoraSettings,
+    check_source,
+    load_model_and_tokenizer,
+    resolve_dtype,
+)
+
+
+def test_round_trip(tmp_path, tokenizer_factory, model_factory):
+    tok = tokenizer_factory()
+    model = model_factory("llama", tok, init_range=0.2)
+    model.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+
+    loaded, loaded_tok = load_model_and_tokenizer(tmp_path / "ckpt", dtype="float32")
+    text = "Question: Where was the author born?\nAnswer: Paris"
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    assert loaded_tok(text, return_tensors="pt")["input_ids"].tolist() == ids.tolist()
+    assert loaded_tok.pad_token_id == tok.pad_token_id
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+
+    half, _ = load_model_and_tokenizer(str(tmp_path / "ckpt"), dtype="bf16")
+    assert next(half.parameters()).dtype == torch.bfloat16
+
+
+def test_pad_token_filled_from_eos(tmp_path, tokenizer_factory, model_factory):
+    tok = tokenizer_factory()
+    model = model_factory("gpt2", tok)
+    tok.pad_token = None
+    model.generation_config.pad_token_id = None
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_model_and_tokenizer(tmp_path)
+    assert loaded_tok.pad_token_id == loaded_tok.eos_token_id
+    assert loaded.generation_config.pad_token_id == loaded_tok.eos_token_id
+
+
+def test_missing_path_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # even online: no hub attempt
+    for missing in (tmp_path / "nope", "./no/such/model", "~/no-such-model-dir", "a/b/c"):
+        start = time.perf_counter()
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            load_model_and_tokenizer(missing)
+        assert time.perf_counter() - start < 2.0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        check_source(tmp_path / "empty")
+
+
+def test_offline_uncached_hub_id_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache"):
+        load_model_and_tokenizer("some-org/some-model")
+    assert time.perf_counter() - start < 2.0
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert check_source("some-org/some-model") == "some-org/some-model"  # a plain id online
+
+
+def test_resolve_dtype():
+    assert resolve_dtype("auto") == "auto"
+    assert resolve_dtype("bfloat16") is torch.bfloat16
+    assert resolve_dtype("torch.float16") is torch.float16
+    assert resolve_dtype(torch.float32) is torch.float32
+    with pytest.raises(ValueError, match="dtype='float8'"):
+        resolve_dtype("float8")
+
+
+def test_lora_without_peft(tmp_path, monkeypatch, tokenizer_factory, model_factory):
+    tok = tokenizer_factory()
+    model_factory("llama", tok).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft -> ImportError
+    with pytest.raises(ImportError, match=r"constrained-unlearn\[lora\]"):
+        load_model_and_tokenizer(tmp_path, lora=LoraSettings(r=4))
+    with pytest.raises(ValueError, match="rank"):
+        LoraSettings(r=0)
