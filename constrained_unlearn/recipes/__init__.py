@@ -1,0 +1,1 @@
+"""Recipes: short, readable end-to-end runs composed from the layers below (config → run)."""

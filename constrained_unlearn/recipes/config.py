@@ -1,0 +1,213 @@
+"""The run configuration: one YAML file drives a single-process run and ``accelerate launch``.
+
+Sections: ``model``, ``data``, ``method``, ``training``, ``output``, ``tracking``, ``eval``.
+Command-line overrides use dotted keys, ``training.lr=1e-4``; values are parsed as YAML.
+Unknown keys are errors that name the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from constrained_unlearn.solvers import SOLVERS
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = ""
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    template: str = "plain"  # "plain" or "chat"
+
+
+@dataclass
+class DataConfig:
+    benchmark: str = "minitofu"  # "minitofu", "tofu" (hub id or folder in `path`)
+    path: str | None = None
+    forget_split: str = "forget10"
+    retain_split: str | None = None  # default: the complement of forget_split
+    max_length: int = 256
+    minitofu_seed: int = 0
+    minitofu_size: str = "default"
+
+
+@dataclass
+class MethodConfig:
+    name: str = "pdu"
+    forget_loss: str = "margin"
+    solver: str = "gda"
+    epsilon: float | None = None  # None → (1 + slack) · L_retain(θ₀)
+    slack: float = 0.1
+    multiplier_init: float = 100.0
+    dual_lr: float = 5.0
+    warmup_epochs: int = 0
+    warmup_steps: int = 0
+    dual_update: str = "step"
+    solver_options: dict[str, Any] = field(default_factory=dict)  # e.g. {penalty: 1.0}, {kp: 1}
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 10
+    max_steps: int | None = None
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    batch_size: int = 8
+    retain_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    lr_scheduler: str = "constant"
+    lr_warmup_ratio: float = 0.0
+    mixed_precision: str = "no"
+    seed: int = 0
+    fused_forward: bool = False
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "outputs/run"
+    save_model: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "constrained-unlearn"
+    run_name: str | None = None
+    log_model: bool = False
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True
+    retain_logs: str | None = None
+    batch_size: int = 32
+    max_new_tokens: int = 200
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> RunConfig:
+        """Check the whole config before any compute; raises :class:`ConfigError`."""
+        m, t, d = self.method, self.training, self.data
+        if m.solver.replace("_", "-") not in SOLVERS:
+            near = difflib.get_close_matches(m.solver, SOLVERS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(
+                f"method.solver={m.solver!r} is unknown{hint}; valid: {sorted(SOLVERS)}"
+            )
+        if m.epsilon is not None and not (math.isfinite(m.epsilon) and m.epsilon > 0):
+            raise ConfigError(f"method.epsilon must be > 0 or null (calibrate), got {m.epsilon}")
+        if not m.multiplier_init >= 0:
+            raise ConfigError(f"method.multiplier_init must be ≥ 0, got {m.multiplier_init}")
+        if m.slack < 0:
+            raise ConfigError(f"method.slack must be ≥ 0, got {m.slack}")
+        if m.forget_loss not in ("margin", "entropy"):
+            raise ConfigError(
+                f"method.forget_loss must be 'margin' or 'entropy', got {m.forget_loss!r}"
+            )
+        if m.dual_update not in ("step", "epoch"):
+            raise ConfigError(
+                f"method.dual_update must be 'step' or 'epoch', got {m.dual_update!r}"
+            )
+        for key in ("epochs", "batch_size", "gradient_accumulation_steps"):
+            value = getattr(t, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"training.{key} must be an integer ≥ 1, got {value!r}")
+        if not (isinstance(t.lr, (int, float)) and t.lr > 0 and math.isfinite(t.lr)):
+            raise ConfigError(f"training.lr must be a number > 0, got {t.lr!r}")
+        if t.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ConfigError(
+                f"training.mixed_precision must be no|bf16|fp16, got {t.mixed_precision!r}"
+            )
+        if d.benchmark not in ("minitofu", "tofu"):
+            raise ConfigError(f"data.benchmark must be 'minitofu' or 'tofu', got {d.benchmark!r}")
+        if d.benchmark == "tofu" and not self.model.name_or_path:
+            raise ConfigError("model.name_or_path is required for data.benchmark=tofu")
+        if self.model.template not in ("plain", "chat"):
+            raise ConfigError(
+                f"model.template must be 'plain' or 'chat', got {self.model.template!r}"
+            )
+        if self.eval.retain_logs and not Path(self.eval.retain_logs).exists():
+            raise ConfigError(f"eval.retain_logs={self.eval.retain_logs!r} does not exist")
+        return self
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {where}{near[0]!r}?" if near else ""
+            raise ConfigError(f"unknown config key {where}{key!r}{hint} Valid: {sorted(known)}")
+        default = getattr(cls(), key)
+        if is_dataclass(default):
+            kwargs[key] = _build(type(default), value or {}, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, str(known[key].type), f"{where}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, annotation: str, key: str) -> Any:
+    # YAML 1.1 reads "1e-5" as a string; numbers are what the field asks for
+    if isinstance(value, str) and "float" in annotation:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    return value
+
+
+def _apply_override(tree: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config (optional), apply ``section.key=value`` overrides, validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections")
+        tree = loaded
+    for override in overrides:
+        _apply_override(tree, override)
+    return _build(RunConfig, tree, "").validate()

@@ -1,0 +1,259 @@
+"""Recipe: unlearn a QA split from a causal LM with any method and solver.
+
+    config → model + tokenizer → forget/retain QA datasets → PairedData
+           → terms function → UnlearningEngine.fit() → saved model → (evaluation) → MLflow
+
+Every step is a call into the layers below; this file only wires them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from constrained_unlearn.engine import (
+    Callback,
+    EngineConfig,
+    History,
+    PairedData,
+    TermsFn,
+    UnlearningEngine,
+)
+from constrained_unlearn.llm import (
+    CausalLMTerms,
+    PadCollator,
+    PromptTemplate,
+    QADataset,
+    load_model_and_tokenizer,
+)
+from constrained_unlearn.losses import next_token_alignment, token_nll
+from constrained_unlearn.problem import ConstraintSpec
+from constrained_unlearn.recipes.config import RunConfig
+from constrained_unlearn.tracking import MlflowRun
+
+
+@dataclass
+class UnlearnResult:
+    """What a run produced."""
+
+    history: History
+    bounds: dict[str, float]
+    initial_values: dict[str, float]
+    final_retain_loss: float
+    output_dir: Path
+    model: Any
+    tokenizer: Any
+    run_id: str | None = None
+    truncated: dict[str, int] = field(default_factory=dict)
+
+
+def solver_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """Solver hyper-parameters from the ``method`` section."""
+    m = cfg.method
+    kwargs: dict[str, Any] = {
+        "multiplier_init": m.multiplier_init,
+        "warmup_epochs": m.warmup_epochs,
+        "warmup_steps": m.warmup_steps,
+        "dual_update": m.dual_update,
+    }
+    if m.solver.replace("_", "-") != "augmented-lagrangian":  # its dual step size is c
+        kwargs["dual_lr"] = m.dual_lr
+    kwargs.update(m.solver_options)
+    return kwargs
+
+
+@torch.no_grad()
+def mean_answer_nll(
+    model: torch.nn.Module, dataset: QADataset, pad_id: int, batch_size: int = 32
+) -> float:
+    """Token NLL of the answers of ``dataset``, averaged over all supervised tokens."""
+    was_training = model.training
+    model.eval()
+    collate = PadCollator(pad_id, "right")
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        shifted, targets, mask = next_token_alignment(logits, batch["labels"])
+        n = int(mask.sum())
+        total += float(token_nll(shifted, targets, mask)) * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def build_terms(cfg: RunConfig, model: Any, tokenizer: Any) -> TermsFn:
+    """The terms function of ``method.name`` (PDU: margin loss; retain NLL constraint)."""
+    name = cfg.method.name.lower()
+    if name in ("pdu", "pdu-entropy"):
+        loss = "entropy" if name == "pdu-entropy" else cfg.method.forget_loss
+        return CausalLMTerms(
+            forget_loss=loss,  # type: ignore[arg-type]
+            fused=cfg.training.fused_forward,
+            pad_token_id=int(tokenizer.pad_token_id),
+        )
+    try:
+        from constrained_unlearn.methods import get_method
+    except ImportError:  # pragma: no cover - the methods package is optional in this build
+        raise ValueError(f"method.name={cfg.method.name!r} is unknown; use 'pdu'") from None
+    return get_method(name).terms(model=model, tokenizer=tokenizer, config=cfg)
+
+
+def run_unlearning(
+    cfg: RunConfig,
+    splits: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    model: Any | None = None,
+    tokenizer: Any | None = None,
+    callbacks: Sequence[Callback] = (),
+    tags: Mapping[str, str] | None = None,
+    after_training: Callable[[UnlearnResult, MlflowRun | None], None] | None = None,
+) -> UnlearnResult:
+    """Unlearn ``cfg.data.forget_split`` of ``splits`` from the model.
+
+    Args:
+        cfg: the validated run config.
+        splits: ``{split name: rows}`` with at least the forget and retain splits.
+        model, tokenizer: already loaded objects (default: load ``cfg.model.name_or_path``).
+        callbacks: extra engine callbacks.
+        tags: extra MLflow tags.
+        after_training: called with the result (and the MLflow run) before the run is closed,
+            e.g. to evaluate and log metrics into the same run.
+    """
+    cfg.validate()
+    forget_split = cfg.data.forget_split
+    retain_split = cfg.data.retain_split or _complement(forget_split)
+    for split in (forget_split, retain_split):
+        if split not in splits:
+            raise KeyError(f"split {split!r} not found; available: {sorted(splits)}")
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model_and_tokenizer(
+            cfg.model.name_or_path,
+            dtype=cfg.model.dtype,
+            trust_remote_code=cfg.model.trust_remote_code,
+        )
+    template = PromptTemplate(kind=cfg.model.template)  # type: ignore[arg-type]
+    forget = QADataset(
+        splits[forget_split], tokenizer, template=template, max_length=cfg.data.max_length
+    )
+    retain = QADataset(
+        splits[retain_split], tokenizer, template=template, max_length=cfg.data.max_length
+    )
+    truncated = {forget_split: forget.num_truncated, retain_split: retain.num_truncated}
+    collate = PadCollator(int(tokenizer.pad_token_id), "right")
+    t = cfg.training
+    data = PairedData(
+        forget,
+        retain,
+        batch_size=t.batch_size,
+        retain_batch_size=t.retain_batch_size,
+        collate_fn=collate,
+        seed=t.seed,
+    )
+    engine_config = EngineConfig(
+        epochs=t.epochs,
+        max_steps=t.max_steps,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_grad_norm=t.max_grad_norm,
+        lr_scheduler=t.lr_scheduler,  # type: ignore[arg-type]
+        lr_warmup_ratio=t.lr_warmup_ratio,
+        mixed_precision=t.mixed_precision,  # type: ignore[arg-type]
+        seed=t.seed,
+    )
+    terms = build_terms(cfg, model, tokenizer)
+    engine = UnlearningEngine(
+        model,
+        terms,
+        data,
+        constraints=[ConstraintSpec("retain", bound=cfg.method.epsilon, slack=cfg.method.slack)],
+        solver=cfg.method.solver,
+        solver_kwargs=solver_kwargs(cfg),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
+        config=engine_config,
+        callbacks=list(callbacks),
+    )
+    run: MlflowRun | None = None
+    if cfg.tracking.enabled and engine.accelerator.is_main_process:
+        run = MlflowRun(
+            experiment=cfg.tracking.experiment,
+            run_name=cfg.tracking.run_name,
+            tracking_uri=cfg.tracking.tracking_uri,
+            tags={
+                "method": cfg.method.name,
+                "solver": cfg.method.solver,
+                "benchmark": cfg.data.benchmark,
+                "split": forget_split,
+                "model": cfg.model.name_or_path,
+                **(tags or {}),
+            },
+        )
+        run.log_params(cfg.to_dict())
+        engine.callbacks.append(run.callback())
+    out = Path(cfg.output.dir)
+    try:
+        history = engine.fit()
+        unwrapped = engine.unwrapped_model
+        final_retain = mean_answer_nll(unwrapped, retain, int(tokenizer.pad_token_id))
+        result = UnlearnResult(
+            history=history,
+            bounds=engine.problem.require_bounds(),
+            initial_values=dict(engine.initial_values),
+            final_retain_loss=final_retain,
+            output_dir=out,
+            model=unwrapped,
+            tokenizer=tokenizer,
+            run_id=run.run_id if run else None,
+            truncated=truncated,
+        )
+        if engine.accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            if cfg.output.save_model:
+                unwrapped.save_pretrained(out / "model", safe_serialization=True)
+                tokenizer.save_pretrained(out / "model")
+            summary = {
+                "bounds": result.bounds,
+                "initial_values": result.initial_values,
+                "final_retain_loss": final_retain,
+                "truncated_prompts": truncated,
+            }
+            (out / "history.json").write_text(json.dumps(history.to_dicts()))
+            (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if run is not None:
+            run.log_params({f"problem.bound.{k}": v for k, v in result.bounds.items()})
+            run.log_metrics(
+                {
+                    "final/retain_loss": final_retain,
+                    "final/retain_bound": result.bounds["retain"],
+                    "final/multiplier": result.history.records[-1].multipliers.get(
+                        "retain", math.nan
+                    ),
+                }
+            )
+            run.log_dict(cfg.to_dict(), "config.yaml")
+        if after_training is not None:
+            after_training(result, run)
+    except BaseException as err:
+        if run is not None:
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            run.end(status, error=f"{type(err).__name__}: {err}")
+        raise
+    if run is not None:
+        run.end("FINISHED")
+    return result
+
+
+def _complement(forget_split: str) -> str:
+    """TOFU's retain split for a forget split: forget10 → retain90."""
+    if forget_split.startswith("forget") and forget_split[6:].isdigit():
+        return f"retain{100 - int(forget_split[6:]):02d}"
+    raise ValueError(
+        f"cannot derive the retain split of {forget_split!r}; set data.retain_split explicitly"
+    )
