@@ -1,0 +1,177 @@
+"""The main job: mini-TOFU end to end on a laptop CPU.
+
+    build (or load from cache) mini-TOFU, its tokenizer, target and retain models
+    → evaluate target and retain (the retain log gives forget quality its reference)
+    → unlearn forget10 from the target with PDU (margin loss, retain NLL ≤ ε, GDA)
+    → evaluate the unlearned model → log to MLflow → print the comparison table
+
+Evaluations are cached next to the models, keyed by the weights hash and the settings (a warm
+run only evaluates the new model).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from constrained_unlearn.recipes.config import RunConfig, load_config
+from constrained_unlearn.recipes.llm_unlearn import UnlearnResult, run_unlearning
+
+DEMO_OVERRIDES: tuple[str, ...] = (
+    # tuned on mini-TOFU "default" (see docs/benchmarks.md, the sweep section)
+    "method.name=pdu",
+    "method.solver=gda",
+    "method.slack=0.1",
+    "method.multiplier_init=20.0",
+    "method.dual_lr=5.0",
+    "method.warmup_epochs=0",
+    "training.epochs=8",
+    "training.lr=1e-3",
+    "training.batch_size=16",
+    "training.max_grad_norm=1.0",
+    "data.max_length=128",
+)
+
+SUMMARY_KEYS = (
+    ("forget_quality", "forget quality"),
+    ("model_utility", "model utility"),
+    ("forget_Q_A_ROUGE", "forget ROUGE-L"),
+    ("forget_truth_ratio", "forget truth ratio"),
+)
+
+
+def _agg(results: dict[str, Any], key: str) -> float:
+    value = results.get(key, {})
+    return float(value.get("agg_value", math.nan)) if isinstance(value, dict) else math.nan
+
+
+def _fq_text(results: dict[str, Any]) -> str:
+    fq = results.get("forget_quality")
+    if not isinstance(fq, dict):
+        return "—"
+    if fq.get("complete_separation"):
+        return f"≤{fq.get('floor', 0):.1e} (sep.)"
+    return f"{fq['agg_value']:.3g}"
+
+
+def format_table(rows: list[tuple[str, dict[str, Any], str]]) -> str:
+    """A Markdown table: one row per model."""
+    header = "| model | forget quality | model utility | forget ROUGE-L | forget truth ratio | retain loss vs ε |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for name, results, retain_text in rows:
+        lines.append(
+            f"| {name} | {_fq_text(results)} | {_agg(results, 'model_utility'):.3f} | "
+            f"{_agg(results, 'forget_Q_A_ROUGE'):.3f} | {_agg(results, 'forget_truth_ratio'):.3f} | "
+            f"{retain_text} |"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(
+    *,
+    size: str = "default",
+    seed: int = 0,
+    cache_dir: str | None = None,
+    output_dir: str = "outputs/demo",
+    tracking_uri: str | None = None,
+    overrides: Sequence[str] = (),
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the demo and print the table; returns ``{name: results}`` and the unlearning result."""
+    from constrained_unlearn.benchmarks.minitofu import build_minitofu
+    from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log
+    from constrained_unlearn.llm import load_model_and_tokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    out = Path(output_dir)
+    mini = build_minitofu(seed=seed, size=size, cache_dir=cache_dir, progress=True)
+    data = mini.data
+    eval_root = Path(mini.cache_path) / "evals"
+    eval_kwargs = {
+        "forget_split": "forget10",
+        "holdout_split": "holdout10",
+        "batch_size": 64,
+        "progress": True,
+    }
+
+    retain_model, tokenizer = load_model_and_tokenizer(mini.retain_path, dtype="float32")
+    print("evaluating the retain model (cached after the first run)")
+    retain_results = write_retain_log(
+        retain_model, tokenizer, data, eval_root / "retain", **eval_kwargs
+    )
+    del retain_model
+    target, tokenizer = load_model_and_tokenizer(mini.target_path, dtype="float32")
+    print("evaluating the target model (cached after the first run)")
+    target_results = TofuEvaluator(
+        target, tokenizer, data, retain_logs=eval_root / "retain", **eval_kwargs
+    ).evaluate(eval_root / "target")
+
+    cfg: RunConfig = load_config(
+        None,
+        [
+            *DEMO_OVERRIDES,
+            f"model.name_or_path={mini.target_path}",
+            "data.benchmark=minitofu",
+            f"data.minitofu_size={size}",
+            f"data.minitofu_seed={seed}",
+            f"output.dir={out / 'pdu'}",
+            "output.save_model=true",
+            "tracking.experiment=constrained-unlearn-demo",
+            "tracking.run_name=demo-pdu",
+            *([f"tracking.tracking_uri={tracking_uri}"] if tracking_uri else []),
+            *overrides,
+        ],
+    )
+    holder: dict[str, Any] = {}
+
+    def evaluate_and_log(result: UnlearnResult, run: Any) -> None:
+        print("evaluating the unlearned model")
+        results = TofuEvaluator(
+            result.model, tokenizer, data, retain_logs=eval_root / "retain", **eval_kwargs
+        ).evaluate(out / "pdu" / "eval", overwrite=True)
+        holder["pdu"] = results
+        if run is not None:
+            metrics = {f"eval/{key}": _agg(results, key) for key, _ in SUMMARY_KEYS}
+            metrics["eval/forget_quality_log10"] = math.log10(
+                max(_agg(results, "forget_quality"), 1e-300)
+            )
+            run.log_metrics(metrics)
+            for name in ("TOFU_EVAL.json", "TOFU_SUMMARY.json"):
+                path = out / "pdu" / "eval" / name
+                if path.exists():
+                    run.log_artifact(path, "eval")
+
+    result = run_unlearning(
+        cfg, data, model=target, tokenizer=tokenizer, after_training=evaluate_and_log
+    )
+    bound = result.bounds["retain"]
+    start = result.initial_values["retain"]
+    rows = [
+        ("target", target_results, f"{start:.3f} (start)"),
+        ("retain", retain_results, "—"),
+        ("PDU", holder["pdu"], f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}"),
+    ]
+    table = format_table(rows)
+    lambdas = result.history.series("retain/multiplier")
+    print()
+    print(table)
+    print()
+    print(
+        f"λ: {lambdas[0]:.3g} → {lambdas[-1]:.3g} over {len(lambdas)} steps; "
+        f"retain loss at start {start:.3f}, ε = {bound:.3f}, after {result.final_retain_loss:.3f}"
+    )
+    print(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
+    (out / "demo_table.md").write_text(table + "\n")
+    return {
+        "target": target_results,
+        "retain": retain_results,
+        "pdu": holder["pdu"],
+        "result": result,
+    }
