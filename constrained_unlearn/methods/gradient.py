@@ -1,0 +1,133 @@
+"""Gradient ascent and gradient difference: push the forget NLL up.
+
+With ``A_f`` / ``A_r`` the aligned answer positions of the forget / retain batch (the positions
+that predict answer tokens, DESIGN.md invariant 5):
+
+    NLL_f(θ) = −(1/|A_f|) Σ_{p∈A_f} log p_θ(y_p | prefix)
+
+GradAscent minimises ``−NLL_f`` alone; GradDiff adds the retain loss with weight λ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from constrained_unlearn.engine.terms import Terms, TermsFn
+from constrained_unlearn.llm.terms import answer_logits
+from constrained_unlearn.losses import token_nll
+from constrained_unlearn.methods.base import (
+    Batch,
+    Method,
+    RetainTerm,
+    check_batch,
+    forget_metrics,
+    make_terms_result,
+)
+
+__all__ = ["GradAscent", "GradDiff", "NegativeNLLTerms"]
+
+
+class NegativeNLLTerms:
+    """``Terms(objective = −NLL_f, constraints = {"retain": L_r})`` for a causal LM.
+
+    ``L_r`` is a :class:`~constrained_unlearn.methods.base.RetainTerm` (NLL or KL to θ_ref).
+    Metrics: ``forget_nll``, ``forget_tokens``, ``retain_nll``, ``retain_tokens``.
+    """
+
+    def __init__(self, retain: RetainTerm) -> None:
+        self.retain = retain
+
+    def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
+        check_batch(forget_batch, "forget_batch")
+        check_batch(retain_batch, "retain_batch")
+        logits, targets, mask = answer_logits(model, forget_batch)
+        objective = -token_nll(logits, targets, mask)
+        retain, retain_metrics = self.retain(model, retain_batch)
+        return make_terms_result(
+            objective, retain, forget_metrics(logits, targets, mask), retain_metrics
+        )
+
+
+@dataclass
+class GradAscent(Method):
+    """Gradient ascent on the forget set (Jang et al. 2023, "Knowledge Unlearning for
+    Mitigating Privacy Risks in Language Models", arXiv 2210.01504; the GA baseline of TOFU,
+    Maini et al. 2024, arXiv 2401.06121).
+
+        L_f(θ) = −NLL_f(θ)                     (no retain term: retain_weight = 0)
+
+    It has no retain term of its own. By default it runs with the ``penalty`` solver at
+    λ₀ = 0: the engine still observes ``"retain"`` = retain NLL, but only under
+    ``torch.no_grad`` for the logs (no second backward). Switched to a primal-dual solver
+    (``setup(model, solver="gda")``) it becomes *constrained* gradient ascent,
+
+        min −NLL_f(θ)   s.t.   NLL_r(θ) ≤ ε,
+
+    with λ starting at 0 and growing only once the retain loss crosses ε.
+    """
+
+    name: ClassVar[str] = "grad-ascent"
+    paper: ClassVar[str] = "Jang et al. 2023, arXiv 2210.01504"
+
+    retain_weight: float = 0.0
+
+    def make_terms(
+        self,
+        *,
+        tokenizer: Any | None = None,
+        reference_model: torch.nn.Module | None = None,
+        train_retain: bool = True,
+    ) -> TermsFn:
+        return NegativeNLLTerms(RetainTerm("nll", None, train_retain))
+
+
+@dataclass
+class GradDiff(Method):
+    """Gradient difference (Liu et al. 2022, "Continual Learning and Private Unlearning",
+    arXiv 2203.12817; the GradDiff baseline of TOFU, Maini et al. 2024, arXiv 2401.06121).
+
+        L(θ) = −NLL_f(θ) + λ · L_r(θ)
+
+        retain_loss="nll":  L_r = NLL_r(θ)
+        retain_loss="kl":   L_r = (1/|A_r|) Σ_{p∈A_r} KL(p_θ(·|p) ‖ p_ref(·|p))   (needs θ_ref)
+
+    Runs with the ``penalty`` solver at λ = ``retain_weight`` by default; any primal-dual solver
+    turns the weight into λ₀ of the constraint ``L_r ≤ ε`` (with ``retain_loss="kl"`` the KL
+    is 0 at θ₀, so that needs an explicit ``epsilon``).
+
+    Attributes:
+        retain_loss: ``"nll"`` or ``"kl"`` (KL to the frozen starting model).
+    """
+
+    name: ClassVar[str] = "grad-diff"
+    paper: ClassVar[str] = "Liu et al. 2022, arXiv 2203.12817"
+
+    retain_weight: float = 1.0
+    retain_loss: Literal["nll", "kl"] = "nll"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.retain_loss not in ("nll", "kl"):
+            raise ValueError(f"retain_loss must be 'nll' or 'kl', got {self.retain_loss!r}")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.retain_loss == "kl"
+
+    @property
+    def retain_is_divergence(self) -> bool:
+        return self.retain_loss == "kl"
+
+    def make_terms(
+        self,
+        *,
+        tokenizer: Any | None = None,
+        reference_model: torch.nn.Module | None = None,
+        train_retain: bool = True,
+    ) -> TermsFn:
+        if self.needs_reference:
+            reference_model = self._require_reference(reference_model)
+        return NegativeNLLTerms(RetainTerm(self.retain_loss, reference_model, train_retain))
