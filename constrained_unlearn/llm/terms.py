@@ -34,6 +34,7 @@ from constrained_unlearn.losses import (
     sequence_log_prob,
     token_nll,
 )
+from constrained_unlearn.losses.chunked import chunked_head_loss
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
 Batch = Mapping[str, torch.Tensor]
@@ -61,6 +62,50 @@ def _forward_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         use_cache=False,
     )
     return out.logits
+
+
+def head_inputs(
+    model: torch.nn.Module, batch: Batch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Final hidden states ``[B, T, H]`` and the LM head's ``(weight [V, H], bias)``.
+
+    The forward still goes through ``model`` (so DDP and accelerate wrappers see it), but a
+    pre-hook on the output embedding captures its input and lets the head run on the last
+    position only: the ``[B, T, V]`` logits are never computed. Models that transform the
+    logits after the head (Gemma-2's soft-capping) are refused.
+    """
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    if getattr(getattr(inner, "config", None), "final_logit_softcapping", None):
+        raise ValueError(
+            "chunked losses skip the model's logit soft-capping; use chunk_size=None for this model"
+        )
+    head = inner.get_output_embeddings()
+    if head is None or not hasattr(head, "weight"):
+        raise ValueError("the model exposes no output embedding; use chunk_size=None")
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep_input(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+        captured["hidden"] = args[0]
+        return (args[0][:, -1:, :],)
+
+    handle = head.register_forward_pre_hook(keep_input)
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    finally:
+        handle.remove()
+    if "hidden" not in captured or captured["hidden"].shape[:2] != batch["input_ids"].shape:
+        raise ValueError("could not capture the LM head's input; use chunk_size=None")
+    return captured["hidden"], head.weight, getattr(head, "bias", None)
+
+
+def _aligned_hidden(
+    hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``[N, H]`` of the positions that predict answer tokens, and the targets."""
+    mask = labels[:, 1:] != IGNORE_INDEX
+    return hidden[:, :-1][mask], labels[:, 1:][mask]
 
 
 def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
@@ -176,11 +221,23 @@ class CausalLMTerms:
         reference_model: torch.nn.Module | None = None,
         fused: bool = False,
         pad_token_id: int = 0,
+        chunk_size: int | None = None,
+        log_forget_nll: bool = True,
     ) -> None:
         if forget_loss not in ("margin", "entropy"):
             raise ValueError(f"forget_loss must be 'margin' or 'entropy', got {forget_loss!r}")
         self.forget_loss = forget_loss
         self.fused = fused
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be None or an integer ≥ 1, got {chunk_size!r}")
+        if chunk_size is not None and forget_loss != "margin":
+            raise ValueError("chunk_size is implemented for forget_loss='margin' only")
+        if chunk_size is not None and reference_model is not None:
+            raise ValueError(
+                "chunk_size cannot be combined with a reference model (KL needs logits)"
+            )
+        self.chunk_size = chunk_size
+        self.log_forget_nll = log_forget_nll
         self.pad_token_id = int(pad_token_id)
         self.reference_model = reference_model
         if reference_model is not None:
@@ -195,6 +252,8 @@ class CausalLMTerms:
     def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
         _check_batch(forget_batch, "forget_batch")
         _check_batch(retain_batch, "retain_batch")
+        if self.chunk_size is not None:
+            return self._chunked(model, forget_batch, retain_batch)
         if self.fused:
             both = concat_batches(forget_batch, retain_batch, self.pad_token_id)
             logits = _forward_logits(model, both)
@@ -230,3 +289,34 @@ class CausalLMTerms:
             "retain_tokens": float(r_mask.sum()),
         }
         return Terms(objective=objective, constraints=constraints, metrics=metrics)
+
+    def _chunked(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
+        """Same terms through :func:`~constrained_unlearn.losses.chunked.chunked_head_loss`."""
+        if self.fused:
+            both = concat_batches(forget_batch, retain_batch, self.pad_token_id)
+            hidden, weight, bias = head_inputs(model, both)
+            n_forget = forget_batch["input_ids"].shape[0]
+            f_hidden = hidden[:n_forget, : forget_batch["input_ids"].shape[1]]
+            r_hidden = hidden[n_forget:, : retain_batch["input_ids"].shape[1]]
+        else:
+            f_hidden, weight, bias = head_inputs(model, forget_batch)
+            r_hidden, _, _ = head_inputs(model, retain_batch)
+        f_h, f_t = _aligned_hidden(f_hidden, forget_batch["labels"])
+        r_h, r_t = _aligned_hidden(r_hidden, retain_batch["labels"])
+        size = self.chunk_size or 1024
+        objective = chunked_head_loss(f_h, weight, kind="margin", bias=bias, chunk_size=size)
+        retain = chunked_head_loss(r_h, weight, kind="nll", targets=r_t, bias=bias, chunk_size=size)
+        metrics = {"forget_tokens": float(f_h.shape[0]), "retain_tokens": float(r_h.shape[0])}
+        if self.log_forget_nll:
+            with torch.no_grad():
+                metrics["forget_nll"] = float(
+                    chunked_head_loss(
+                        f_h.detach(),
+                        weight.detach(),
+                        kind="nll",
+                        targets=f_t,
+                        bias=None if bias is None else bias.detach(),
+                        chunk_size=size,
+                    )
+                )
+        return Terms(objective=objective, constraints={"retain": retain}, metrics=metrics)

@@ -213,3 +213,24 @@ def test_batch_checks(tokenizer):
     width = max(fb["input_ids"].shape[1], rb["input_ids"].shape[1])
     assert both["input_ids"].shape == (5, width)
     assert (both["labels"][3:, rb["labels"].shape[1] :] == -100).all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_chunked_terms_equal_naive(arch, fused, tokenizer, model_factory):
+    model = model_factory(arch, tokenizer, init_range=0.2)
+    _, _, fb, rb = _batches(tokenizer)
+    kwargs = {"fused": fused, "pad_token_id": tokenizer.pad_token_id}
+    naive = CausalLMTerms(**kwargs)(model, fb, rb)
+    chunked = CausalLMTerms(chunk_size=4, **kwargs)(model, fb, rb)
+    torch.testing.assert_close(chunked.objective, naive.objective, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        chunked.constraints["retain"], naive.constraints["retain"], rtol=1e-6, atol=1e-6
+    )
+    assert chunked.metrics["forget_nll"] == pytest.approx(naive.metrics["forget_nll"], rel=1e-5)
+    params = list(model.parameters())
+    for a, b in zip(
+        torch.autograd.grad(chunked.objective + chunked.constraints["retain"], params),
+        torch.autograd.grad(naive.objective + naive.constraints["retain"], params),
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
