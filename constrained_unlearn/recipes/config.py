@@ -55,6 +55,7 @@ class MethodConfig:
     warmup_steps: int = 0
     dual_update: str = "step"
     solver_options: dict[str, Any] = field(default_factory=dict)  # e.g. {penalty: 1.0}, {kp: 1}
+    options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {beta: 0.1}
 
 
 @dataclass
@@ -72,6 +73,7 @@ class TrainingConfig:
     mixed_precision: str = "no"
     seed: int = 0
     fused_forward: bool = False
+    loss_chunk_size: int | None = None  # chunked, LM-head-fused losses (PDU only)
 
 
 @dataclass

@@ -93,7 +93,7 @@ def run_demo(
     out = Path(output_dir)
     mini = build_minitofu(seed=seed, size=size, cache_dir=cache_dir, progress=True)
     data = mini.data
-    eval_root = Path(mini.cache_path) / "evals"
+    eval_root = Path(mini.root) / "evals"
     eval_kwargs = {
         "forget_split": "forget10",
         "holdout_split": "holdout10",

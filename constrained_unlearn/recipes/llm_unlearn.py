@@ -99,12 +99,12 @@ def build_terms(cfg: RunConfig, model: Any, tokenizer: Any) -> TermsFn:
             forget_loss=loss,  # type: ignore[arg-type]
             fused=cfg.training.fused_forward,
             pad_token_id=int(tokenizer.pad_token_id),
+            chunk_size=cfg.training.loss_chunk_size,
         )
-    try:
-        from constrained_unlearn.methods import get_method
-    except ImportError:  # pragma: no cover - the methods package is optional in this build
-        raise ValueError(f"method.name={cfg.method.name!r} is unknown; use 'pdu'") from None
-    return get_method(name).terms(model=model, tokenizer=tokenizer, config=cfg)
+    from constrained_unlearn.methods import get_method
+
+    method = get_method(name, **cfg.method.options)
+    return method.terms(model=model, tokenizer=tokenizer, config=cfg)
 
 
 def run_unlearning(
