@@ -228,7 +228,8 @@ class QADataset(torch.utils.data.Dataset):
     Args:
         rows: a list of dicts or a ``datasets.Dataset``.
         tokenizer: Hugging Face tokenizer (EOS required).
-        question_key, answer_key: field names of the question and the answer.
+        question_key: field name of the question.
+        answer_key: field name of the answer.
         template: prompt format (plain by default).
         max_length: maximum sequence length.
 

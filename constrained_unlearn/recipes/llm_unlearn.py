@@ -122,7 +122,8 @@ def run_unlearning(
     Args:
         cfg: the validated run config.
         splits: ``{split name: rows}`` with at least the forget and retain splits.
-        model, tokenizer: already loaded objects (default: load ``cfg.model.name_or_path``).
+        model: an already loaded model (default: load ``cfg.model.name_or_path``).
+        tokenizer: its tokenizer (loaded with the model by default).
         callbacks: extra engine callbacks.
         tags: extra MLflow tags.
         after_training: called with the result (and the MLflow run) before the run is closed,

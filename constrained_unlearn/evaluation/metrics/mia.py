@@ -95,7 +95,9 @@ def min_k_plus_plus_scores(
     """Min-K%++ attack: Min-K% on the standardised log-probs ``z_t = (log p(y_t) − μ_t) / σ_t``.
 
     Args:
-        log_probs, mu, sigma: per-example ``[T'_b]`` tensors from ``TokenStats.drop_last()``.
+        log_probs: per-example ``[T'_b]`` log p(y_t) from ``TokenStats.drop_last()``.
+        mu: per-example ``[T'_b]`` means μ_t of log p under p_t.
+        sigma: per-example ``[T'_b]`` standard deviations σ_t.
         k: fraction of tokens kept.
     """
     _check_k(k)
