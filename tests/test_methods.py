@@ -368,6 +368,8 @@ def test_pdu_values(tokenizer, data):
     kl = (math.log(logits.shape[-1]) + (log_p.exp() * log_p).sum(-1)).mean()
     ent = get_method("pdu-entropy").setup(model, tokenizer).terms_fn(model, fb, rb)
     assert float(ent.objective) == pytest.approx(float(kl), rel=1e-5)
+    chunked = get_method("pdu", chunk_size=4).setup(model, tokenizer).terms_fn(model, fb, rb)
+    assert float(chunked.objective) == pytest.approx(float(margin), rel=1e-5)
 
 
 # -- through the engine -------------------------------------------------------------------------

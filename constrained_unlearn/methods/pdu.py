@@ -37,6 +37,8 @@ class PDU(Method):
         dual_lr: η (5.0).
         fused: run forget and retain batches as one forward (same values, fewer launches).
         pad_token_id: id used to widen ``input_ids`` in fused mode (masked).
+        chunk_size: compute the losses in chunks fused with the LM head (logits never
+            materialised; margin loss only), see :class:`~constrained_unlearn.llm.CausalLMTerms`.
     """
 
     name: ClassVar[str] = "pdu"
@@ -48,6 +50,7 @@ class PDU(Method):
     dual_lr: float = 5.0
     fused: bool = False
     pad_token_id: int = 0
+    chunk_size: int | None = None
 
     def make_terms(
         self,
@@ -59,7 +62,12 @@ class PDU(Method):
         pad = self.pad_token_id
         if tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is not None:
             pad = int(tokenizer.pad_token_id)
-        return CausalLMTerms(forget_loss=self.forget_loss, fused=self.fused, pad_token_id=pad)
+        return CausalLMTerms(
+            forget_loss=self.forget_loss,
+            fused=self.fused,
+            pad_token_id=pad,
+            chunk_size=self.chunk_size,
+        )
 
 
 @dataclass

@@ -143,33 +143,38 @@ def plot_dual(runs: Sequence[RunRecord], path: str | Path) -> Path | None:
 
 
 def plot_forget_curves(runs: Sequence[RunRecord], path: str | Path) -> Path | None:
-    """Forget NLL (left) and objective (right) over steps; ``None`` if no run logged steps."""
+    """Forget NLL (left) and objective (right) over steps; ``None`` if no run logged steps.
+
+    The forget-NLL panel is left out when no run logged ``train/forget_nll``.
+    """
     runs = [
         r for r in runs if r.history.get("train/objective") or r.history.get("train/forget_nll")
     ]
     if not runs:
         return None
-    fig, axes = _figure(10.0, 4.0, rows=1, cols=2)
-    left, right = axes[0]
+    with_nll = any(r.history.get("train/forget_nll") for r in runs)
+    fig, axes = _figure(10.0 if with_nll else 6.0, 4.0, rows=1, cols=2 if with_nll else 1)
+    left, right = (axes[0][0], axes[0][1]) if with_nll else (None, axes[0][0])
     colours = _colours([r.run_id for r in runs])
     for run in runs:
         colour = colours[run.run_id]
         label = f"{run.label} ({run.run_name})"
         nll = run.history.get("train/forget_nll")
-        if nll:
+        if nll and left is not None:
             steps, values = zip(*nll)
             left.plot(steps, values, color=colour, label=label)
         objective = run.history.get("train/objective")
         if objective:
             steps, values = zip(*objective)
             right.plot(steps, values, color=colour, label=label)
-    left.set_title("Forget NLL (answer tokens)")
-    left.set_xlabel("optimiser step")
-    left.set_ylabel("NLL")
+    if left is not None:
+        left.set_title("Forget NLL (answer tokens)")
+        left.set_xlabel("optimiser step")
+        left.set_ylabel("NLL")
+        left.grid(True, alpha=0.3)
     right.set_title("Forget objective (method-specific units)")
     right.set_xlabel("optimiser step")
-    for ax in (left, right):
-        ax.grid(True, alpha=0.3)
+    right.grid(True, alpha=0.3)
     right.legend(fontsize=7, loc="best")
     path = Path(path)
     fig.savefig(path, dpi=120)
