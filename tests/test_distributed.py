@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ HERE = Path(__file__).parent
 def run_workers(tmp_path, nproc, batch, k):
     out = tmp_path / f"run{nproc}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # cache bytecode under /tmp even with PYTHONDONTWRITEBYTECODE: every fresh process would
+    # otherwise recompile torch._dynamo and sympy from source (~7 s of CPU each)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "cu-test-pycache"))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={nproc}", str(HERE / "ddp_worker.py"), str(out), str(batch), str(k),

@@ -1,5 +1,11 @@
 """The training engine: primal-dual steps on accelerate; knows no LLM and no classifier."""
 
+from constrained_unlearn.engine.checkpoint import (
+    CheckpointError,
+    CheckpointWarning,
+    latest_checkpoint,
+    list_checkpoints,
+)
 from constrained_unlearn.engine.config import EngineConfig
 from constrained_unlearn.engine.data import PairedData
 from constrained_unlearn.engine.errors import (
@@ -13,6 +19,8 @@ from constrained_unlearn.engine.terms import Terms, TermsFn
 
 __all__ = [
     "Callback",
+    "CheckpointError",
+    "CheckpointWarning",
     "ConstraintInfeasibleWarning",
     "EngineConfig",
     "History",
@@ -23,4 +31,6 @@ __all__ = [
     "TermsError",
     "TermsFn",
     "UnlearningEngine",
+    "latest_checkpoint",
+    "list_checkpoints",
 ]

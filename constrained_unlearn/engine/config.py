@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -26,6 +27,17 @@ class EngineConfig:
         infeasible_patience: warn when a constraint is violated for this many consecutive live
             optimiser steps (``None``: never).
         multiplier_limit: warn when a multiplier exceeds this value.
+        checkpoint_dir: where checkpoints are written (``<dir>/checkpoint-<step>``, see
+            :mod:`constrained_unlearn.engine.checkpoint`); ``None``: no checkpoints, and Ctrl-C
+            behaves as usual.
+        save_every: write a checkpoint every this many optimiser steps (needs
+            ``checkpoint_dir``; ``None``: only on interrupt and at the end).
+        keep_last: keep only the newest K complete checkpoints (``None``: keep all). A
+            checkpoint is deleted only after a newer one is complete.
+        save_final: write a checkpoint when training ends (needs ``checkpoint_dir``).
+        resume: ``True`` continues from the newest complete checkpoint in ``checkpoint_dir``
+            (a fresh start when there is none); a path continues from that checkpoint;
+            ``False`` starts fresh. :meth:`UnlearningEngine.fit` can override it.
     """
 
     epochs: int = 1
@@ -40,6 +52,11 @@ class EngineConfig:
     progress: bool = True
     infeasible_patience: int | None = 50
     multiplier_limit: float | None = 1e6
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    save_every: int | None = None
+    keep_last: int | None = None
+    save_final: bool = True
+    resume: bool | str | os.PathLike[str] = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -72,6 +89,29 @@ class EngineConfig:
             )
         if self.infeasible_patience is not None and self.infeasible_patience < 1:
             raise ValueError("infeasible_patience must be None or ≥ 1")
+        if self.save_every is not None:
+            if not isinstance(self.save_every, int) or self.save_every < 1:
+                raise ValueError(
+                    f"save_every must be None or an integer ≥ 1, got {self.save_every!r}"
+                )
+            if self.checkpoint_dir is None:
+                raise ValueError(
+                    f"save_every={self.save_every} needs a place to write: set checkpoint_dir"
+                )
+        if self.keep_last is not None and (
+            not isinstance(self.keep_last, int) or self.keep_last < 1
+        ):
+            raise ValueError(f"keep_last must be None or an integer ≥ 1, got {self.keep_last!r}")
+        if self.resume is True and self.checkpoint_dir is None:
+            raise ValueError(
+                "resume=True looks for the newest checkpoint in checkpoint_dir, which is not set; "
+                "set checkpoint_dir or pass the checkpoint's path as resume"
+            )
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """All settings as a flat dict (paths as strings, so it is JSON-serialisable)."""
+        out = asdict(self)
+        for key in ("checkpoint_dir", "resume"):
+            if isinstance(out[key], os.PathLike):
+                out[key] = os.fspath(out[key])
+        return out

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 
 class NonFiniteError(FloatingPointError):
-    """A loss or constraint value became NaN or infinite; the parameters were not updated."""
+    """A loss, constraint value, gradient norm or parameter became NaN or infinite.
+
+    The step was not applied and no checkpoint was written; ``checkpoint`` is the path of the
+    last (good) checkpoint of the run, if any.
+    """
 
     def __init__(self, step: int, term: str, value: float) -> None:
         self.step = step
         self.term = term
         self.value = value
+        self.checkpoint: str | None = None
         super().__init__(
             f"non-finite {term} ({value}) at optimiser step {step}; the step was not applied. "
             "Lower the learning rate, enable gradient clipping (max_grad_norm) or use float32."

@@ -10,14 +10,27 @@ One optimiser step over K micro-batch pairs (invariants 1 and 3 of the design):
     λ ← dual step on ḡ                       once, never per micro-batch
 
 The engine knows no model family: it only calls ``terms_fn``.
+
+Checkpoints (:mod:`constrained_unlearn.engine.checkpoint`) are taken at optimiser-step
+boundaries: every ``save_every`` steps, at the end, and on Ctrl-C. While checkpointing is on,
+the first SIGINT only asks the run to stop: the current step finishes (all ranks agree on the
+step through the step's all-reduce), a checkpoint is written and ``KeyboardInterrupt`` is
+raised; a second SIGINT interrupts at once. A resumed run (``resume=True``) continues from the
+newest complete checkpoint with the same weights, optimiser and dual state, RNG, data position
+and history, and ends bit-identical to an uninterrupted run on the same hardware.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +38,7 @@ from accelerate import Accelerator
 from accelerate.utils import send_to_device, set_seed
 from tqdm.auto import tqdm
 
+from constrained_unlearn.engine import checkpoint as ckpt
 from constrained_unlearn.engine.config import EngineConfig
 from constrained_unlearn.engine.data import PairedData
 from constrained_unlearn.engine.errors import (
@@ -39,6 +53,8 @@ from constrained_unlearn.problem import ConstraintSpec, UnlearningProblem
 from constrained_unlearn.solvers import Solver, dual_step, make_solver
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+
+logger = logging.getLogger(__name__)
 
 
 class UnlearningEngine:
@@ -58,6 +74,13 @@ class UnlearningEngine:
         config: loop settings.
         accelerator: an existing ``Accelerator`` (default: one built from ``config``).
         callbacks: :class:`Callback` objects.
+        run_config: the resolved configuration of the whole run (any JSON-serialisable dict;
+            other values are stored as strings), written into every checkpoint's
+            ``config.json``.
+
+    Attributes:
+        last_checkpoint: the newest checkpoint this engine wrote or resumed from.
+        resumed_from: the checkpoint :meth:`fit` resumed from (``None`` for a fresh start).
     """
 
     def __init__(
@@ -74,6 +97,7 @@ class UnlearningEngine:
         config: EngineConfig | None = None,
         accelerator: Accelerator | None = None,
         callbacks: Sequence[Callback] = (),
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(terms_fn):
             raise TypeError(
@@ -118,6 +142,23 @@ class UnlearningEngine:
         self.lr_scheduler = make_lr_scheduler(
             self.optimizer, self.config.lr_scheduler, self.total_steps, self.config.lr_warmup_ratio
         )
+        self.run_config: dict[str, Any] = dict(run_config or {})
+        self.last_checkpoint: Path | None = None
+        self.resumed_from: Path | None = None
+        # position of the run: micro-batches consumed in self.epoch, whether its end (epoch
+        # dual step, callbacks) is done, and the per-epoch dual sums ("epoch" dual updates)
+        self._position = 0
+        self._epoch_closed = False
+        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._epoch_steps = 0
+        # interruption: the state is at a step boundary (nothing half-applied) while
+        # _consistent; _boundary_rng is this rank's RNG at that boundary
+        self._consistent = True
+        self._boundary_rng: dict[str, Any] | None = None
+        self._pending_rng: dict[str, Any] | None = None
+        self._interrupt_requested = False
+        self._stop_agreed = False
+        self._saved_key: tuple[int, int, int] | None = None  # state of the last checkpoint
 
     # ------------------------------------------------------------------------------------
     @property
@@ -169,7 +210,7 @@ class UnlearningEngine:
         acc = self.accelerator
         names = self.problem.constraint_names
         k = len(micro)
-        sums = torch.zeros(1 + len(names), device=acc.device, dtype=torch.float32)
+        sums = torch.zeros(2 + len(names), device=acc.device, dtype=torch.float32)
         metric_sums: dict[str, float] = {}
         grad_ctx = nullcontext() if backward else torch.no_grad()
         with grad_ctx:
@@ -187,17 +228,22 @@ class UnlearningEngine:
                         acc.backward(state.compute_primal_lagrangian().lagrangian / k)
                 detached = [terms.objective.detach().float().reshape(1)]
                 detached += [terms.constraints[n].detach().float().reshape(1) for n in names]
-                sums += torch.cat(detached)
+                sums[: 1 + len(names)] += torch.cat(detached)
                 for key, value in terms.metrics.items():
                     metric_sums[key] = metric_sums.get(key, 0.0) + float(value)
+        # the last entry carries "a rank was asked to stop" (SIGINT), so all ranks agree on the
+        # step at which to checkpoint and stop without another collective
+        sums[-1] = k * float(self._interrupt_requested)
         means = acc.reduce(sums / k, reduction="mean")
         values = means.tolist()  # the one host sync of the step
+        if values[-1] > 0:
+            self._stop_agreed = True
         bounds = self.problem.require_bounds()
         step = self.global_step
         if not math.isfinite(values[0]):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteError(step, "forget objective", values[0])
-        for name, value in zip(names, values[1:]):
+        for name, value in zip(names, values[1 : 1 + len(names)]):
             if not math.isfinite(value):
                 self.optimizer.zero_grad(set_to_none=True)
                 raise NonFiniteError(step, f"constraint {name!r}", value)
@@ -212,6 +258,13 @@ class UnlearningEngine:
                 self.model.parameters(), self.config.max_grad_norm
             )
             grad_norm = float(norm) if norm is not None else None
+            if (
+                grad_norm is not None
+                and not math.isfinite(grad_norm)
+                and self.config.mixed_precision != "fp16"  # fp16: the scaler skips the step
+            ):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteError(self.global_step, "gradient norm", grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if schedule:
@@ -227,6 +280,7 @@ class UnlearningEngine:
         live = solver.dual_is_live(self.global_step, self.epoch)
         lr = float(self.optimizer.param_groups[0]["lr"])
         objective, values, metrics = self._observe(micro, backward=True)
+        self._consistent = False  # from here on parameters/λ change: no checkpoint until done
         if solver.extragradient:
             params = [p for p in self.model.parameters() if p.requires_grad]
             theta = [p.detach().clone() for p in params]
@@ -322,61 +376,310 @@ class UnlearningEngine:
         self.problem.calibrate(self.initial_values)
         return self.initial_values
 
-    def fit(self) -> History:
-        """Train for ``config.epochs`` epochs (or ``config.max_steps`` steps)."""
+    def fit(self, resume: bool | str | os.PathLike[str] | None = None) -> History:
+        """Train for ``config.epochs`` epochs (or ``config.max_steps`` steps).
+
+        Args:
+            resume: ``True`` continues from the newest complete checkpoint in
+                ``config.checkpoint_dir`` (fresh start if there is none, incomplete ones are
+                reported and ignored); a path continues from that checkpoint; ``False`` starts
+                fresh; ``None`` (default) uses ``config.resume``.
+
+        Returns:
+            The history of the whole run, including the steps before a resume.
+
+        Raises:
+            KeyboardInterrupt: after Ctrl-C, once the checkpoint is written (with
+                ``checkpoint_dir`` set).
+            NonFiniteError: a loss, violation, gradient norm or parameter became NaN/inf; the
+                step is not applied and no checkpoint is written, so the last checkpoint is
+                the last good state (its path is in the error message).
+        """
         cfg = self.config
+        resume = cfg.resume if resume is None else resume
         set_seed(cfg.seed)
-        needs_calibration = any(b is None for b in self.problem.bounds.values())
-        self.calibrate(None if needs_calibration else 4)
+        if resume is not False and resume is not None:
+            self._resume(resume)
+        else:
+            self._warn_existing_checkpoints()
+        if self.resumed_from is None:
+            needs_calibration = any(b is None for b in self.problem.bounds.values())
+            self.calibrate(None if needs_calibration else 4)
         self.model.train()
         for callback in self.callbacks:
             callback.on_train_begin(self)
-        k = cfg.gradient_accumulation_steps
-        dual_per_step = self.solver.dual_update == "step"
+        if self._pending_rng is not None:  # restored as late as possible: exact RNG stream
+            ckpt.restore_rng_state(self._pending_rng)
+            self._pending_rng = None
         bar = tqdm(
             total=self.total_steps,
+            initial=min(self.global_step, self.total_steps),
             desc=f"unlearning ({self.solver.name})",
             disable=not (cfg.progress and self.accelerator.is_main_process),
             dynamic_ncols=True,
         )
-        done = False
-        for epoch in range(self.epoch, cfg.epochs):
-            self.epoch = epoch
-            epoch_sums: dict[str, torch.Tensor] = {}
-            epoch_steps = 0
-            micro: list[tuple[Any, Any]] = []
-            pairs = list(self._pairs(epoch))
-            for index, pair in enumerate(pairs):
-                micro.append(pair)
-                if len(micro) < k and index < len(pairs) - 1:
-                    continue
+        try:
+            with self._deferred_interrupt():
+                self._mark_boundary()
+                self._train(bar)
+        except KeyboardInterrupt as err:
+            if not isinstance(err, _Interrupted):
+                self._save_after_interrupt()
+            raise
+        except NonFiniteError as err:
+            if self.last_checkpoint is not None:
+                err.checkpoint = str(self.last_checkpoint)
+                err.args = (f"{err.args[0]} The last good checkpoint is {self.last_checkpoint}.",)
+            raise
+        finally:
+            bar.close()
+        if cfg.checkpoint_dir is not None and cfg.save_final and self._saved_key != self._key():
+            self._save()
+        for callback in self.callbacks:
+            callback.on_train_end(self, self.history)
+        return self.history
+
+    def _train(self, bar: tqdm) -> None:
+        cfg = self.config
+        k = cfg.gradient_accumulation_steps
+        dual_per_step = self.solver.dual_update == "step"
+        first_epoch = self.epoch + 1 if self._epoch_closed else self.epoch
+        for epoch in range(first_epoch, cfg.epochs):
+            if self.global_step >= self.total_steps and self._position == 0:
+                break  # max_steps reached at the end of the previous epoch
+            if epoch != self.epoch or self._epoch_closed:
+                self.epoch, self._position, self._epoch_closed = epoch, 0, False
+            pairs = list(self._pairs(epoch, start=self._position))
+            for first in range(0, len(pairs), k):
+                if self.global_step >= self.total_steps:
+                    break
+                micro = pairs[first : first + k]
                 live = self.solver.dual_is_live(self.global_step, epoch)
                 record = self._optimizer_step(micro, dual_per_step)
-                micro = []
                 if not dual_per_step and live:
                     for name in self.problem.constraint_names:
                         value = torch.tensor(record.values[name], device=self.accelerator.device)
-                        epoch_sums[name] = epoch_sums.get(name, 0.0) + value
-                    epoch_steps += 1
+                        self._epoch_sums[name] = self._epoch_sums.get(name, 0.0) + value
+                    self._epoch_steps += 1
                 self.history.records.append(record)
                 self.global_step += 1
+                self._position += len(micro)
+                self._mark_boundary()
                 bar.update(1)
                 bar.set_postfix(_postfix(record), refresh=False)
                 for callback in self.callbacks:
                     callback.on_step_end(self, record)
-                if self.global_step >= self.total_steps:
-                    done = True
-                    break
-            if epoch_steps and self.dual_optimizer is not None:
-                self._dual({n: s / epoch_steps for n, s in epoch_sums.items()})
+                self._after_step()
+            self._consistent = False
+            if self._epoch_steps and self.dual_optimizer is not None:
+                n = self._epoch_steps
+                self._dual({name: s / n for name, s in self._epoch_sums.items()})
+            self._epoch_sums, self._epoch_steps = {}, 0
+            self._epoch_closed = True
+            self._mark_boundary()
             for callback in self.callbacks:
                 callback.on_epoch_end(self, epoch)
-            if done:
+            if self.global_step >= self.total_steps:
                 break
-        bar.close()
-        for callback in self.callbacks:
-            callback.on_train_end(self, self.history)
-        return self.history
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, directory: str | os.PathLike[str] | None = None) -> Path:
+        """Write ``<directory>/checkpoint-<global_step>`` now (call it on every rank).
+
+        ``directory`` defaults to ``config.checkpoint_dir``; ``config.keep_last`` applies. Call
+        it between optimiser steps (e.g. from :meth:`Callback.on_step_end`) or after :meth:`fit`.
+        """
+        target = directory if directory is not None else self.config.checkpoint_dir
+        if target is None:
+            raise ValueError("no checkpoint directory: pass one or set EngineConfig.checkpoint_dir")
+        path = ckpt.save_checkpoint(self, target, keep_last=self.config.keep_last)
+        self.last_checkpoint = path
+        self._saved_key = self._key()
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Restore weights, optimiser, dual state, position and history from a checkpoint.
+
+        The saved RNG state is applied when :meth:`fit` continues. Refuses (``CheckpointError``)
+        a checkpoint of another constraint set, solver, process count, accumulation or data.
+        """
+        ckpt.load_checkpoint(self, path)
+        self.last_checkpoint = self.resumed_from = Path(path)
+        self._saved_key = self._key()
+
+    def _resume(self, resume: bool | str | os.PathLike[str]) -> None:
+        if resume is True:
+            if self.config.checkpoint_dir is None:
+                raise ValueError(
+                    "resume=True looks in checkpoint_dir, which is not set; set "
+                    "EngineConfig.checkpoint_dir or pass the checkpoint path as resume"
+                )
+            path = ckpt.latest_checkpoint(
+                self.config.checkpoint_dir, report=self.accelerator.is_main_process
+            )
+            if path is None:
+                logger.info(
+                    "resume: no complete checkpoint in %s, starting fresh",
+                    self.config.checkpoint_dir,
+                )
+                return
+        else:
+            path = Path(resume)
+        self.load_checkpoint(path)
+        logger.info("resumed from %s at optimiser step %d", path, self.global_step)
+
+    def _warn_existing_checkpoints(self) -> None:
+        directory = self.config.checkpoint_dir
+        if directory is None or not self.accelerator.is_main_process:
+            return
+        complete, _ = ckpt.list_checkpoints(directory)
+        if complete:
+            warnings.warn(
+                f"{directory} already holds checkpoints of another run (newest {complete[-1]}); "
+                "this fresh run will write next to them and may replace or prune them. Pass "
+                "resume=True to continue that run, or use another checkpoint_dir.",
+                ckpt.CheckpointWarning,
+                stacklevel=3,
+            )
+
+    def _save(self, rng_state: Mapping[str, Any] | None = None) -> Path:
+        path = ckpt.save_checkpoint(
+            self, self.config.checkpoint_dir, rng_state=rng_state, keep_last=self.config.keep_last
+        )
+        self.last_checkpoint = path
+        self._saved_key = self._key()
+        return path
+
+    def _key(self) -> tuple[int, int, int]:
+        """(global step, epoch, position) of the resume point: equal keys, equal checkpoints."""
+        state = self._trainer_state()
+        return (state["global_step"], state["epoch"], state["position"])
+
+    def _after_step(self) -> None:
+        """Periodic checkpoint; checkpoint and stop when all ranks agreed on an interrupt."""
+        cfg = self.config
+        saved = False
+        if cfg.save_every is not None and self.global_step % cfg.save_every == 0:
+            self._save()
+            saved = True
+        single = self.accelerator.num_processes == 1
+        if self._stop_agreed or (single and self._interrupt_requested):
+            if not saved:
+                self._save()
+            self._interrupt_requested = self._stop_agreed = False
+            raise _Interrupted(f"interrupted; checkpoint written to {self.last_checkpoint}")
+
+    def _save_after_interrupt(self) -> None:
+        """After a KeyboardInterrupt: write the last step boundary if that is still possible."""
+        if self.config.checkpoint_dir is None:
+            return
+        if self.accelerator.num_processes > 1:
+            logger.warning(
+                "KeyboardInterrupt outside the agreed stop of a multi-process run: no checkpoint "
+                "written (ranks may be at different steps); the last one is %s",
+                self.last_checkpoint,
+            )
+            return
+        if not self._consistent:
+            logger.warning(
+                "interrupted while an optimiser step was being applied: no checkpoint written; "
+                "the last one is %s",
+                self.last_checkpoint,
+            )
+            return
+        path = self._save(rng_state=self._boundary_rng)
+        logger.warning("interrupted; checkpoint of step %d written to %s", self.global_step, path)
+
+    def _mark_boundary(self) -> None:
+        """The state is between optimiser steps; remember this rank's RNG for an interrupt."""
+        self._consistent = True
+        if self.config.checkpoint_dir is not None:
+            self._boundary_rng = ckpt.capture_rng_state()
+
+    @contextmanager
+    def _deferred_interrupt(self) -> Iterator[None]:
+        """First SIGINT: finish the step, checkpoint, stop. Second: interrupt at once."""
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if self.config.checkpoint_dir is None or not on_main_thread:  # signals: main thread only
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+            logger.warning(
+                "interrupt received: finishing the current optimiser step, then writing a "
+                "checkpoint; press Ctrl-C again to stop immediately"
+            )
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self._interrupt_requested = self._stop_agreed = False
+
+    def _check_finite_state(self) -> None:
+        """Raise :class:`NonFiniteError` if a parameter or multiplier is NaN/inf."""
+        params = [(n, p) for n, p in self.unwrapped_model.named_parameters() if p.requires_grad]
+        params += [(f"multiplier {n!r}", p) for n, p in self.problem.named_multiplier_parameters()]
+        if not params:
+            return
+        flags = torch.stack([torch.isfinite(p.detach()).all() for _, p in params]).tolist()
+        for (name, p), ok in zip(params, flags):
+            if not ok:
+                bad = p.detach()[~torch.isfinite(p.detach())].flatten()[0].item()
+                raise NonFiniteError(self.global_step, f"parameter {name}", bad)
+
+    def _trainer_state(self) -> dict[str, Any]:
+        """The JSON part of a checkpoint: where the run is and what it was run with."""
+        data = self.data
+        if self._epoch_closed:
+            epoch, position = self.epoch + 1, 0
+        else:
+            epoch, position = self.epoch, self._position
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "global_step": self.global_step,
+            "epoch": epoch,
+            "position": position,
+            "total_steps": self.total_steps,
+            "epoch_dual_sums": {n: float(v) for n, v in self._epoch_sums.items()},
+            "epoch_dual_steps": self._epoch_steps,
+            "violated_for": dict(self._violated_for),
+            "warned": sorted(self._warned),
+            "world_size": self.accelerator.num_processes,
+            "gradient_accumulation_steps": self.config.gradient_accumulation_steps,
+            "solver": self.solver.name,
+            "constraint_names": self.problem.constraint_names,
+            "data": {
+                "forget_size": len(data.forget),  # type: ignore[arg-type]
+                "retain_size": len(data.retain),  # type: ignore[arg-type]
+                "batch_size": data.batch_size,
+                "retain_batch_size": data.retain_batch_size,
+                "shuffle": data.shuffle,
+                "seed": data.seed,
+            },
+        }
+
+    def _load_trainer_state(self, state: Mapping[str, Any]) -> None:
+        self.global_step = int(state["global_step"])
+        self.epoch = int(state["epoch"])
+        self._position = int(state["position"])
+        self._epoch_closed = False
+        device = self.accelerator.device
+        self._epoch_sums = {
+            n: torch.tensor(v, dtype=torch.float32, device=device)
+            for n, v in state["epoch_dual_sums"].items()
+        }
+        self._epoch_steps = int(state["epoch_dual_steps"])
+        self._violated_for = {n: int(state["violated_for"].get(n, 0)) for n in self._violated_for}
+        self._warned = set(state["warned"])
+
+
+class _Interrupted(KeyboardInterrupt):
+    """The KeyboardInterrupt raised after an agreed stop, once the checkpoint is written."""
 
 
 def _postfix(record: StepRecord) -> dict[str, str]:
