@@ -28,6 +28,8 @@ from constrained_unlearn.methods import (
 )
 
 torch.set_num_threads(1)
+# hand checks compare float(tensor) of graph-carrying terms on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
 FORGET = [
     {"question": "Where was the author born?", "answer": "The author was born in Paris."},
