@@ -35,6 +35,9 @@ class EngineConfig:
         keep_last: keep only the newest K complete checkpoints (``None``: keep all). A
             checkpoint is deleted only after a newer one is complete.
         save_final: write a checkpoint when training ends (needs ``checkpoint_dir``).
+        calibration_batches: micro-batch pairs of epoch 0 measured at θ₀ to calibrate ε and to
+            check that a given bound is feasible at the start (``None``: the whole epoch, so a
+            warning is never raised on batch noise).
         resume: ``True`` continues from the newest complete checkpoint in ``checkpoint_dir``
             (a fresh start when there is none); a path continues from that checkpoint;
             ``False`` starts fresh. :meth:`UnlearningEngine.fit` can override it.
@@ -57,8 +60,15 @@ class EngineConfig:
     keep_last: int | None = None
     save_final: bool = True
     resume: bool | str | os.PathLike[str] = False
+    calibration_batches: int | None = None
 
     def __post_init__(self) -> None:
+        if self.calibration_batches is not None and (
+            not isinstance(self.calibration_batches, int) or self.calibration_batches < 1
+        ):
+            raise ValueError(
+                f"calibration_batches must be None or an integer ≥ 1, got {self.calibration_batches!r}"
+            )
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"epochs must be an integer ≥ 1, got {self.epochs!r}")
         if self.max_steps is not None and (

@@ -403,8 +403,7 @@ class UnlearningEngine:
         else:
             self._warn_existing_checkpoints()
         if self.resumed_from is None:
-            needs_calibration = any(b is None for b in self.problem.bounds.values())
-            self.calibrate(None if needs_calibration else 4)
+            self.calibrate(cfg.calibration_batches)
         self.model.train()
         for callback in self.callbacks:
             callback.on_train_begin(self)

@@ -74,6 +74,9 @@ class TrainingConfig:
     seed: int = 0
     fused_forward: bool = False
     loss_chunk_size: int | None = None  # chunked, LM-head-fused losses (PDU only)
+    save_every: int | None = None  # checkpoint every N optimiser steps (<output.dir>/checkpoints)
+    keep_last: int | None = 2
+    resume: bool = False  # continue from the newest complete checkpoint
 
 
 @dataclass

@@ -168,6 +168,11 @@ def run_unlearning(
         lr_warmup_ratio=t.lr_warmup_ratio,
         mixed_precision=t.mixed_precision,  # type: ignore[arg-type]
         seed=t.seed,
+        checkpoint_dir=Path(cfg.output.dir) / "checkpoints",
+        save_every=t.save_every,
+        keep_last=t.keep_last,
+        save_final=t.save_every is not None,
+        resume=t.resume,
     )
     terms = build_terms(cfg, model, tokenizer)
     engine = UnlearningEngine(
@@ -180,6 +185,7 @@ def run_unlearning(
         optimizer=lambda params: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
         config=engine_config,
         callbacks=list(callbacks),
+        run_config=cfg.to_dict(),
     )
     run: MlflowRun | None = None
     if cfg.tracking.enabled and engine.accelerator.is_main_process:
