@@ -44,13 +44,19 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
+    """The method and how its retain term is treated.
+
+    ``solver``, ``multiplier_init`` and ``dual_lr`` default to the method's own (PDU: gda, λ₀ 100,
+    η 5; the scalarised baselines: penalty with λ fixed at their weight). Setting ``solver`` to
+    a primal-dual scheme turns any baseline's fixed weight into a constraint with λ₀ = weight.
+    """
+
     name: str = "pdu"
-    forget_loss: str = "margin"
-    solver: str = "gda"
+    solver: str | None = None
     epsilon: float | None = None  # None → (1 + slack) · L_retain(θ₀)
     slack: float = 0.1
-    multiplier_init: float = 100.0
-    dual_lr: float = 5.0
+    multiplier_init: float | None = None
+    dual_lr: float | None = None
     warmup_epochs: int = 0
     warmup_steps: int = 0
     dual_update: str = "step"
@@ -118,7 +124,7 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check the whole config before any compute; raises :class:`ConfigError`."""
         m, t, d = self.method, self.training, self.data
-        if m.solver.replace("_", "-") not in SOLVERS:
+        if m.solver is not None and m.solver.replace("_", "-") not in SOLVERS:
             near = difflib.get_close_matches(m.solver, SOLVERS, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ConfigError(
@@ -126,14 +132,16 @@ class RunConfig:
             )
         if m.epsilon is not None and not (math.isfinite(m.epsilon) and m.epsilon > 0):
             raise ConfigError(f"method.epsilon must be > 0 or null (calibrate), got {m.epsilon}")
-        if not m.multiplier_init >= 0:
+        if m.multiplier_init is not None and not m.multiplier_init >= 0:
             raise ConfigError(f"method.multiplier_init must be ≥ 0, got {m.multiplier_init}")
         if m.slack < 0:
             raise ConfigError(f"method.slack must be ≥ 0, got {m.slack}")
-        if m.forget_loss not in ("margin", "entropy"):
-            raise ConfigError(
-                f"method.forget_loss must be 'margin' or 'entropy', got {m.forget_loss!r}"
-            )
+        from constrained_unlearn.methods import ALIASES, method_names
+
+        if m.name.lower() not in method_names() and m.name.lower() not in ALIASES:
+            near = difflib.get_close_matches(m.name.lower(), method_names(), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"method.name={m.name!r} is unknown{hint}; valid: {method_names()}")
         if m.dual_update not in ("step", "epoch"):
             raise ConfigError(
                 f"method.dual_update must be 'step' or 'epoch', got {m.dual_update!r}"

@@ -22,18 +22,16 @@ from constrained_unlearn.engine import (
     EngineConfig,
     History,
     PairedData,
-    TermsFn,
     UnlearningEngine,
 )
 from constrained_unlearn.llm import (
-    CausalLMTerms,
     PadCollator,
     PromptTemplate,
     QADataset,
     load_model_and_tokenizer,
 )
 from constrained_unlearn.losses import next_token_alignment, token_nll
-from constrained_unlearn.problem import ConstraintSpec
+from constrained_unlearn.methods import MethodSetup, get_method
 from constrained_unlearn.recipes.config import RunConfig
 from constrained_unlearn.tracking import MlflowRun
 
@@ -53,16 +51,17 @@ class UnlearnResult:
     truncated: dict[str, int] = field(default_factory=dict)
 
 
-def solver_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """Solver hyper-parameters from the ``method`` section."""
+def solver_overrides(cfg: RunConfig) -> dict[str, Any]:
+    """Solver hyper-parameters the config sets explicitly (the rest: the method's defaults)."""
     m = cfg.method
     kwargs: dict[str, Any] = {
-        "multiplier_init": m.multiplier_init,
         "warmup_epochs": m.warmup_epochs,
         "warmup_steps": m.warmup_steps,
         "dual_update": m.dual_update,
     }
-    if m.solver.replace("_", "-") != "augmented-lagrangian":  # its dual step size is c
+    if m.multiplier_init is not None:
+        kwargs["multiplier_init"] = m.multiplier_init
+    if m.dual_lr is not None:
         kwargs["dual_lr"] = m.dual_lr
     kwargs.update(m.solver_options)
     return kwargs
@@ -90,21 +89,23 @@ def mean_answer_nll(
     return total / max(count, 1)
 
 
-def build_terms(cfg: RunConfig, model: Any, tokenizer: Any) -> TermsFn:
-    """The terms function of ``method.name`` (PDU: margin loss; retain NLL constraint)."""
+def setup_method(cfg: RunConfig, model: Any, tokenizer: Any) -> MethodSetup:
+    """Terms, solver and constraint of ``method.name`` (frozen reference only if it needs one)."""
+    options = dict(cfg.method.options)
     name = cfg.method.name.lower()
     if name in ("pdu", "pdu-entropy"):
-        loss = "entropy" if name == "pdu-entropy" else cfg.method.forget_loss
-        return CausalLMTerms(
-            forget_loss=loss,  # type: ignore[arg-type]
-            fused=cfg.training.fused_forward,
-            pad_token_id=int(tokenizer.pad_token_id),
-            chunk_size=cfg.training.loss_chunk_size,
-        )
-    from constrained_unlearn.methods import get_method
-
-    method = get_method(name, **cfg.method.options)
-    return method.terms(model=model, tokenizer=tokenizer, config=cfg)
+        options.setdefault("fused", cfg.training.fused_forward)
+        options.setdefault("chunk_size", cfg.training.loss_chunk_size)
+        options.setdefault("pad_token_id", int(tokenizer.pad_token_id))
+    method = get_method(name, **options)
+    return method.setup(
+        model,
+        tokenizer,
+        solver=cfg.method.solver,
+        epsilon=cfg.method.epsilon,
+        slack=cfg.method.slack,
+        **solver_overrides(cfg),
+    )
 
 
 def run_unlearning(
@@ -174,14 +175,15 @@ def run_unlearning(
         save_final=t.save_every is not None,
         resume=t.resume,
     )
-    terms = build_terms(cfg, model, tokenizer)
+    setup = setup_method(cfg, model, tokenizer)
+    # record what actually runs: the method's defaults resolved into the config
+    cfg.method.solver = setup.solver
+    cfg.method.multiplier_init = setup.solver_kwargs.get("multiplier_init")
+    cfg.method.dual_lr = setup.solver_kwargs.get("dual_lr")
     engine = UnlearningEngine(
         model,
-        terms,
-        data,
-        constraints=[ConstraintSpec("retain", bound=cfg.method.epsilon, slack=cfg.method.slack)],
-        solver=cfg.method.solver,
-        solver_kwargs=solver_kwargs(cfg),
+        data=data,
+        **setup.engine_kwargs(),
         optimizer=lambda params: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
         config=engine_config,
         callbacks=list(callbacks),
@@ -195,7 +197,7 @@ def run_unlearning(
             tracking_uri=cfg.tracking.tracking_uri,
             tags={
                 "method": cfg.method.name,
-                "solver": cfg.method.solver,
+                "solver": setup.solver,
                 "benchmark": cfg.data.benchmark,
                 "split": forget_split,
                 "model": cfg.model.name_or_path,
