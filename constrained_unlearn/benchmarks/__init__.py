@@ -1,0 +1,53 @@
+"""Benchmarks: TOFU and MUSE through ``datasets`` (hub id or local folder), and mini-TOFU.
+
+* :func:`load_tofu` / :func:`load_muse`: one split as a ``datasets.Dataset``; the source is a
+  hub id or a local folder with the same files (layout in :mod:`._source`).
+* :func:`build_minitofu`: the synthetic, offline TOFU of this library (data, tokenizer, target
+  and retain model), cached on disk; its data loads through :func:`load_tofu`.
+"""
+
+from constrained_unlearn.benchmarks.minitofu import (
+    PRESETS,
+    MiniTofu,
+    MiniTofuSize,
+    ModelSpec,
+    Recipe,
+    TrainSettings,
+    build_minitofu,
+    generate_minitofu,
+)
+from constrained_unlearn.benchmarks.muse import (
+    MUSE_BOOKS,
+    MUSE_COLUMNS,
+    MUSE_NEWS,
+    MUSE_SPLITS,
+    load_muse,
+)
+from constrained_unlearn.benchmarks.tofu import (
+    TOFU_CONFIGS,
+    TOFU_HUB_ID,
+    forget_retain_pair,
+    load_tofu,
+    tofu_columns,
+)
+
+__all__ = [
+    "MUSE_BOOKS",
+    "MUSE_COLUMNS",
+    "MUSE_NEWS",
+    "MUSE_SPLITS",
+    "PRESETS",
+    "TOFU_CONFIGS",
+    "TOFU_HUB_ID",
+    "MiniTofu",
+    "MiniTofuSize",
+    "ModelSpec",
+    "Recipe",
+    "TrainSettings",
+    "build_minitofu",
+    "forget_retain_pair",
+    "generate_minitofu",
+    "load_muse",
+    "load_tofu",
+    "tofu_columns",
+]

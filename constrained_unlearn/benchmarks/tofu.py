@@ -1,0 +1,115 @@
+"""TOFU (Maini et al. 2024) through ``datasets``: the hub id or a local folder, same code.
+
+TOFU is 200 fictitious authors × 20 QA pairs. Every config has one split, ``train``:
+
+================================  =====================================================
+config                            columns
+================================  =====================================================
+``full``, ``forgetXX``,           ``question``, ``answer``
+``retainXX``, ``holdoutXX``
+``forgetXX_perturbed``,           ``question``, ``answer``, ``paraphrased_answer``,
+``retain_perturbed``              ``perturbed_answer`` (list), ``paraphrased_question``
+``real_authors(_perturbed)``,     ``question``, ``answer`` (+ ``perturbed_answer``, a list of
+``world_facts(_perturbed)``       wrong options, in the ``_perturbed`` copies)
+================================  =====================================================
+
+``XX`` ∈ {01, 05, 10} for forget/holdout and {99, 95, 90} for retain. Local folders hold
+``<root>/<config>.{parquet,jsonl,json}`` (TOFU's own repository layout) or
+``<root>/<config>/train.<ext>``; see :mod:`constrained_unlearn.benchmarks._source`. mini-TOFU
+writes the first form, so ``load_tofu(config, minitofu.data_dir)`` reads it with this same code.
+
+Example::
+
+    forget = load_tofu("forget10")                      # hub (needs network)
+    forget = load_tofu("forget10", "/data/tofu")        # local copy
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import datasets
+
+from constrained_unlearn.benchmarks._source import load_split
+
+TOFU_HUB_ID = "locuslab/TOFU"
+
+FORGET_CONFIGS: tuple[str, ...] = ("forget01", "forget05", "forget10")
+RETAIN_CONFIGS: tuple[str, ...] = ("retain99", "retain95", "retain90")
+HOLDOUT_CONFIGS: tuple[str, ...] = ("holdout01", "holdout05", "holdout10")
+GENERAL_CONFIGS: tuple[str, ...] = ("real_authors", "world_facts")
+
+TOFU_CONFIGS: tuple[str, ...] = (
+    ("full",)
+    + FORGET_CONFIGS
+    + RETAIN_CONFIGS
+    + tuple(f"{c}_perturbed" for c in FORGET_CONFIGS)
+    + ("retain_perturbed",)
+    + GENERAL_CONFIGS
+    + tuple(f"{c}_perturbed" for c in GENERAL_CONFIGS)
+    + HOLDOUT_CONFIGS
+)
+"""Every TOFU config name."""
+
+_EVAL_COLUMNS = (
+    "question",
+    "answer",
+    "paraphrased_answer",
+    "perturbed_answer",
+    "paraphrased_question",
+)
+
+
+def tofu_columns(config: str) -> tuple[str, ...]:
+    """The columns a TOFU config must have (it may have more)."""
+    if config not in TOFU_CONFIGS:
+        raise ValueError(f"unknown TOFU config {config!r}; valid configs: {sorted(TOFU_CONFIGS)}")
+    if config == "retain_perturbed" or config in {f"{c}_perturbed" for c in FORGET_CONFIGS}:
+        return _EVAL_COLUMNS
+    if config in {f"{c}_perturbed" for c in GENERAL_CONFIGS}:
+        return ("question", "answer", "perturbed_answer")
+    return ("question", "answer")
+
+
+def forget_retain_pair(forget_config: str) -> tuple[str, str]:
+    """``"forget10"`` → ``("forget10", "retain90")``: a forget split and its complement."""
+    if forget_config not in FORGET_CONFIGS:
+        raise ValueError(
+            f"forget_config must be one of {list(FORGET_CONFIGS)}, got {forget_config!r}"
+        )
+    return forget_config, f"retain{100 - int(forget_config[-2:]):02d}"
+
+
+def load_tofu(
+    config: str,
+    source: str | os.PathLike = TOFU_HUB_ID,
+    *,
+    split: str = "train",
+    **load_kwargs: Any,
+) -> datasets.Dataset:
+    """Load one TOFU config as a ``datasets.Dataset``.
+
+    Args:
+        config: a name from :data:`TOFU_CONFIGS` (``"forget10"``, ``"retain_perturbed"`` …).
+        source: the hub id (default ``"locuslab/TOFU"``) or a local folder (module docstring),
+            e.g. ``build_minitofu().data_dir``.
+        split: TOFU has only ``"train"``.
+        **load_kwargs: passed to ``datasets.load_dataset`` (``revision``, ``cache_dir`` …).
+
+    Raises:
+        ValueError: unknown config or split (lists the valid ones), empty split, missing
+            columns (:func:`tofu_columns`).
+        FileNotFoundError: local folder missing, or without this config's file.
+    """
+    if config not in TOFU_CONFIGS:
+        raise ValueError(f"unknown TOFU config {config!r}; valid configs: {sorted(TOFU_CONFIGS)}")
+    return load_split(
+        source,
+        config,
+        split,
+        benchmark="TOFU",
+        splits_by_config={c: ("train",) for c in TOFU_CONFIGS},
+        required_columns=tofu_columns(config),
+        **load_kwargs,
+    )
