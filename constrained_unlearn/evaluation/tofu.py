@@ -412,12 +412,11 @@ class TofuEvaluator:
 
     # ------------------------------------------------------------------ intermediates
     def _set_rows(self, prefix: str) -> list[dict[str, Any]]:
-        config = _SETS[prefix][0] if prefix in _SETS else None
         if prefix == "forget":
-            config = self.forget_config
-        elif prefix == "holdout":
-            config = self.holdout_split
-        return self.rows[str(config)]
+            return self.rows[self.forget_config]
+        if prefix == "holdout":
+            return self.rows[self.holdout_split]
+        return self.rows[str(_SETS[prefix][0])]
 
     def _scores(self, prefix: str, question_key: str = "question") -> dict[str, ColumnScores]:
         key = ("scores", prefix, question_key)
