@@ -392,3 +392,10 @@ def test_chat_template_and_tofu_original_convention(target, tok) -> None:
     assert p["convention_settings"]["max_questions"] == 300
     with pytest.raises(ValueError, match="MUSE convention"):
         TofuEvaluator(target, tok, tofu_data(), convention="muse-original")
+    # original TOFU evaluated only the first 300 rows of every split
+    data = tofu_data()
+    data["forget10_perturbed"] = data["forget10_perturbed"] * 80  # 320 rows
+    cut = TofuEvaluator(target, tok, data, convention="tofu-original")
+    full = TofuEvaluator(target, tok, data)
+    assert len(cut.rows["forget10_perturbed"]) == 300
+    assert len(full.rows["forget10_perturbed"]) == 320
