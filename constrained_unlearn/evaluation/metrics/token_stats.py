@@ -115,8 +115,11 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Te
         # p·log p and p·log² p with 0·(−inf) := 0 (a −inf logit has probability zero).
         p_log_p = torch.where(p > 0, p * log_p, 0.0)
         mu = p_log_p.sum(-1)  # [N]
-        second = torch.where(p > 0, p_log_p * log_p, 0.0).sum(-1)
-        sigma = (second - mu.square()).clamp_min(SIGMA_SQUARED_MIN).sqrt()
+        # σ² = E[(log p − μ)²], centred: E[log² p] − μ² cancels catastrophically in float32
+        # near uniform outputs (μ² ≈ 36 against σ² ≈ 0.01)
+        centred = torch.where(p > 0, log_p - mu.unsqueeze(-1), 0.0)
+        variance = (p * centred.square()).sum(-1)
+        sigma = variance.clamp_min(SIGMA_SQUARED_MIN).sqrt()
         target_lp = log_p.gather(-1, picked_targets.unsqueeze(-1)).squeeze(-1)
         correct = picked.argmax(-1) == picked_targets
     sizes = mask.sum(dim=1).tolist()
