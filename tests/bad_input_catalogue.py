@@ -1,0 +1,513 @@
+"""The catalogue of bad inputs: what a user can get wrong, the error they see, and the fix.
+
+`tests/test_bad_inputs.py` runs every entry (the error and its message are asserted, and the
+entry's scratch folder must stay empty: nothing written, nothing lost); `docs/troubleshooting.md`
+is rendered from the same list:
+
+    python tests/bad_input_catalogue.py > docs/troubleshooting.md
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class BadInput:
+    area: str
+    what: str
+    call: Callable[[Path], object]
+    error: type[BaseException]
+    message: str  # a regular expression the message must match
+    fix: str
+
+
+def _llm_fixtures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_llm_fixtures", HERE / "llm" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tok():
+    return _llm_fixtures().build_tokenizer()
+
+
+def _config(*overrides):
+    from constrained_unlearn.recipes.config import load_config
+
+    return lambda tmp: load_config(None, [f"output.dir={tmp / 'out'}", *overrides])
+
+
+def _engine(**kwargs):
+    def run(tmp):
+        import torch
+        from toy_problems import classifier_data, classifier_terms, linear_model
+
+        from constrained_unlearn.engine import EngineConfig, PairedData, UnlearningEngine
+        from constrained_unlearn.problem import ConstraintSpec
+
+        forget, retain = classifier_data()
+        args = {
+            "constraints": [ConstraintSpec("retain", bound=1.0)],
+            "config": EngineConfig(epochs=1, progress=False, cpu=True),
+            "optimizer": lambda p: torch.optim.SGD(p, lr=0.1),
+            **kwargs,
+        }
+        terms = args.pop("terms", classifier_terms)
+        engine = UnlearningEngine(
+            linear_model(), terms, PairedData(forget, retain, batch_size=8), **args
+        )
+        return engine.fit()
+
+    return run
+
+
+def _terms_wrong_names(model, forget, retain):
+    from toy_problems import classifier_terms
+
+    from constrained_unlearn.engine import Terms
+
+    base = classifier_terms(model, forget, retain)
+    return Terms(base.objective, {"retian": base.constraints["retain"]})
+
+
+def _terms_vector(model, forget, retain):
+    from toy_problems import classifier_terms
+
+    from constrained_unlearn.engine import Terms
+
+    base = classifier_terms(model, forget, retain)
+    return Terms(model(forget[0]).mean(dim=1), base.constraints)
+
+
+def _empty_set(which):
+    def run(tmp):
+        import torch
+
+        from constrained_unlearn.engine import PairedData
+
+        full = torch.utils.data.TensorDataset(torch.zeros(4, 2))
+        empty = torch.utils.data.TensorDataset(torch.zeros(0, 2))
+        return PairedData(empty, full) if which == "forget" else PairedData(full, empty)
+
+    return run
+
+
+def _spec(**kwargs):
+    def run(tmp):
+        from constrained_unlearn.problem import ConstraintSpec
+
+        return ConstraintSpec(**kwargs)
+
+    return run
+
+
+def _solver(name, **kwargs):
+    def run(tmp):
+        from constrained_unlearn.solvers import make_solver
+
+        return make_solver(name, **kwargs)
+
+    return run
+
+
+def _problem_duplicate(tmp):
+    from constrained_unlearn.problem import ConstraintSpec, UnlearningProblem
+
+    return UnlearningProblem(
+        [ConstraintSpec("retain", bound=1.0), ConstraintSpec("retain", bound=2.0)]
+    )
+
+
+def _qa(rows, **kwargs):
+    def run(tmp):
+        from constrained_unlearn.llm import QADataset
+
+        return QADataset(rows, _tok(), **kwargs)
+
+    return run
+
+
+def _run_with_splits(tmp):
+    from constrained_unlearn.recipes.config import load_config
+    from constrained_unlearn.recipes.llm_unlearn import run_unlearning
+
+    tok = _tok()
+    cfg = load_config(
+        None, [f"output.dir={tmp / 'out'}", "data.forget_split=forget05", "tracking.enabled=false"]
+    )
+    rows = {
+        "forget10": [{"question": "q", "answer": "a"}],
+        "retain90": [{"question": "q", "answer": "a"}],
+    }
+    return run_unlearning(cfg, rows, model=_llm_fixtures().build_model("llama", tok), tokenizer=tok)
+
+
+def _load_model(name):
+    def run(tmp):
+        from constrained_unlearn.llm import load_model_and_tokenizer
+
+        return load_model_and_tokenizer(name)
+
+    return run
+
+
+def _tofu(config, source):
+    def run(tmp):
+        from constrained_unlearn.benchmarks.tofu import load_tofu
+
+        return load_tofu(config, source)
+
+    return run
+
+
+def _pad(tmp):
+    from transformers import PreTrainedTokenizerFast
+
+    from constrained_unlearn.llm import ensure_pad_token
+
+    tok = _tok()
+    bare = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer)
+    return ensure_pad_token(bare)
+
+
+def _truth_ratio(tmp):
+    import numpy as np
+
+    from constrained_unlearn.evaluation.metrics import truth_ratios
+
+    return truth_ratios(np.array([1.0, 2.0]), [np.array([1.5]), np.array([])])
+
+
+def _model_utility(tmp):
+    from constrained_unlearn.evaluation.metrics import model_utility
+
+    return model_utility({"retain_Q_A_Prob": 0.5})
+
+
+def _forget_quality(tmp):
+    import numpy as np
+
+    from constrained_unlearn.evaluation.metrics import forget_quality
+
+    return forget_quality(np.array([]), np.array([0.5]))
+
+
+def _privleak(tmp):
+    from constrained_unlearn.evaluation.metrics import tofu_privleak
+
+    return tofu_privleak(0.9)
+
+
+CATALOGUE: list[BadInput] = [
+    # -- configuration ------------------------------------------------------------------
+    BadInput(
+        "config",
+        "a misspelt section",
+        _config("trainng.lr=1e-5"),
+        ValueError,
+        r"unknown config key 'trainng'; did you mean 'training'\?",
+        "Use the suggested key; `constrained-unlearn unlearn --help` and the Getting started page list the sections.",
+    ),
+    BadInput(
+        "config",
+        "a misspelt key inside a section",
+        _config("training.lrr=1e-5"),
+        ValueError,
+        r"unknown config key training.'lrr'; did you mean training.'lr'\?",
+        "Use the suggested key; the message lists every valid key of the section.",
+    ),
+    BadInput(
+        "config",
+        "an unknown solver",
+        _config("method.solver=extragradiant"),
+        ValueError,
+        r"method.solver='extragradiant' is unknown \(did you mean 'extragradient'\?\)",
+        "Pick one of gda, alternating-gda, extragradient, augmented-lagrangian, nupi, penalty.",
+    ),
+    BadInput(
+        "config",
+        "ε ≤ 0",
+        _config("method.epsilon=0"),
+        ValueError,
+        r"method.epsilon must be > 0 or null",
+        "Give a positive bound, or null to calibrate ε = (1 + slack)·L_retain(θ₀).",
+    ),
+    BadInput(
+        "config",
+        "a non-positive learning rate",
+        _config("training.lr=0"),
+        ValueError,
+        r"training.lr must be a number > 0",
+        "Set training.lr to a positive number (1e-5 is the TOFU default).",
+    ),
+    BadInput(
+        "config",
+        "an unknown mixed-precision mode",
+        _config("training.mixed_precision=fp8"),
+        ValueError,
+        r"training.mixed_precision must be no\|bf16\|fp16",
+        "Use no, bf16 or fp16.",
+    ),
+    BadInput(
+        "config",
+        "an override without '='",
+        _config("training.lr"),
+        ValueError,
+        r"override 'training.lr' must look like section.key=value",
+        "Write overrides as section.key=value, e.g. training.lr=2e-5.",
+    ),
+    BadInput(
+        "config",
+        "a retain log that does not exist",
+        _config("eval.retain_logs=/nonexistent/TOFU_EVAL.json"),
+        ValueError,
+        r"eval.retain_logs='/nonexistent/TOFU_EVAL.json' does not exist",
+        "Produce it with `constrained-unlearn eval --make-retain-log` on the retain model, or fix the path.",
+    ),
+    BadInput(
+        "config",
+        "a config file that does not exist",
+        lambda tmp: __import__("constrained_unlearn.recipes.config", fromlist=["x"]).load_config(
+            tmp / "missing.yaml"
+        ),
+        ValueError,
+        r"config file '.*missing.yaml' does not exist",
+        "Check the path given to --config.",
+    ),
+    # -- problem and solvers ------------------------------------------------------------
+    BadInput(
+        "problem",
+        "ε not finite",
+        _spec(name="retain", bound=math.nan),
+        ValueError,
+        r"epsilon \(bound\) of constraint 'retain' must be a finite number > 0",
+        "Pass a positive, finite bound or bound=None to calibrate.",
+    ),
+    BadInput(
+        "problem",
+        "a constraint name that is not an identifier",
+        _spec(name="retain-loss"),
+        ValueError,
+        r"constraint name 'retain-loss' must be a Python identifier",
+        "Use letters, digits and underscores (e.g. retain_loss).",
+    ),
+    BadInput(
+        "problem",
+        "two constraints with the same name",
+        _problem_duplicate,
+        ValueError,
+        r"constraint names must be unique",
+        "Give every constraint its own name; dual state is keyed by it.",
+    ),
+    BadInput(
+        "solver",
+        "an unknown solver name",
+        _solver("gda2"),
+        ValueError,
+        r"unknown solver 'gda2'; choose one of .*Did you mean 'gda'\?",
+        "Use one of the listed names, or pass a Solver object.",
+    ),
+    BadInput(
+        "solver",
+        "a negative initial multiplier",
+        _solver("gda", multiplier_init=-1.0),
+        ValueError,
+        r"multiplier_init must be a finite number ≥ 0",
+        "λ of an inequality constraint is never negative; use λ₀ ≥ 0.",
+    ),
+    BadInput(
+        "solver",
+        "augmented Lagrangian with penalty 0",
+        _solver("augmented-lagrangian", penalty=0.0),
+        ValueError,
+        r"penalty must be > 0 \(c = 0 makes the inequality term NaN\)",
+        "Use a positive penalty c (its dual step size is c).",
+    ),
+    BadInput(
+        "solver",
+        "augmented Lagrangian with a different dual step",
+        _solver("augmented-lagrangian", penalty=2.0, dual_lr=1.0),
+        ValueError,
+        r"dual_lr is the penalty c\. Leave dual_lr unset",
+        "Leave dual_lr unset: the method-of-multipliers step is λ ← max(0, λ + c·g).",
+    ),
+    # -- engine ----------------------------------------------------------------------------
+    BadInput(
+        "engine",
+        "an empty forget set",
+        _empty_set("forget"),
+        ValueError,
+        r"the forget set is empty",
+        "Check the split name and any filtering that produced the forget set.",
+    ),
+    BadInput(
+        "engine",
+        "an empty retain set",
+        _empty_set("retain"),
+        ValueError,
+        r"the retain set is empty",
+        "Check the retain split name (forget10 pairs with retain90).",
+    ),
+    BadInput(
+        "engine",
+        "a loss that is not a scalar",
+        _engine(terms=_terms_vector),
+        ValueError,
+        r"the forget objective must be a scalar tensor, got shape torch.Size\(\[8\]\)",
+        "Reduce the loss inside the terms function (e.g. .mean()).",
+    ),
+    BadInput(
+        "engine",
+        "constraint values under the wrong names",
+        _engine(terms=_terms_wrong_names),
+        ValueError,
+        r"terms_fn returned constraint values \['retian'\], but the problem's constraints are \['retain'\]",
+        "Return one value per ConstraintSpec, under the same names.",
+    ),
+    # -- data ------------------------------------------------------------------------------
+    BadInput(
+        "data",
+        "a QA column that does not exist",
+        _qa([{"q": "Who?", "answer": "Me."}]),
+        KeyError,
+        r"lacks key\(s\) \['question'\]; available keys: \['answer', 'q'\]",
+        "Pass question_key= / answer_key= naming the right columns.",
+    ),
+    BadInput(
+        "data",
+        "an empty split",
+        _qa([]),
+        ValueError,
+        r"rows is empty",
+        "Check the split name; an empty split cannot be unlearned or evaluated.",
+    ),
+    BadInput(
+        "data",
+        "an answer longer than max_length",
+        _qa([{"question": "q", "answer": "word " * 400}], max_length=32),
+        ValueError,
+        r"does not fit max_length=32 .* raise max_length or shorten the answer",
+        "Raise data.max_length. Long prompts are truncated (and counted); answers never are.",
+    ),
+    BadInput(
+        "data",
+        "a split the data does not have",
+        _run_with_splits,
+        KeyError,
+        r"split 'forget05' not found; available: \['forget10', 'retain90'\]",
+        "Use one of the listed splits.",
+    ),
+    BadInput(
+        "data",
+        "an unknown TOFU config",
+        _tofu("forget11", "locuslab/TOFU"),
+        ValueError,
+        r"unknown TOFU config 'forget11'; valid configs: \[",
+        "Use one of the listed configs (forget01/05/10, retain99/95/90, …).",
+    ),
+    BadInput(
+        "data",
+        "a local TOFU folder that does not exist",
+        _tofu("forget10", "/nonexistent/tofu"),
+        FileNotFoundError,
+        r"TOFU source '/nonexistent/tofu' is not an existing folder",
+        "Pass the hub id locuslab/TOFU or a folder holding <config>.jsonl/parquet files.",
+    ),
+    # -- model -----------------------------------------------------------------------------
+    BadInput(
+        "model",
+        "a model folder that does not exist",
+        _load_model("/nonexistent/model"),
+        FileNotFoundError,
+        r"model folder '/nonexistent/model' does not exist",
+        "Pass a folder written by save_pretrained, or a hub id such as org/model.",
+    ),
+    BadInput(
+        "model",
+        "a hub id while offline and not cached",
+        _load_model("someorg/not-cached-model"),
+        FileNotFoundError,
+        r"is not in the Hugging Face cache, and HF_HUB_OFFLINE",
+        "Download the model once with network access, or unset HF_HUB_OFFLINE.",
+    ),
+    BadInput(
+        "model",
+        "a tokenizer with neither pad nor EOS token",
+        _pad,
+        ValueError,
+        r"the tokenizer has neither a pad_token nor an eos_token",
+        "Add a pad token (tokenizer.add_special_tokens) and resize the embeddings.",
+    ),
+    # -- evaluation ------------------------------------------------------------------------
+    BadInput(
+        "evaluation",
+        "a question without perturbed answers",
+        _truth_ratio,
+        ValueError,
+        r"perturbed_nll\[1\] is empty: question 1 has no perturbed answer",
+        "Drop the question or supply its perturbed answers.",
+    ),
+    BadInput(
+        "evaluation",
+        "model utility from an incomplete set of components",
+        _model_utility,
+        ValueError,
+        r"components must have exactly the nine keys",
+        "Compute all nine retain / real-authors / world-facts numbers.",
+    ),
+    BadInput(
+        "evaluation",
+        "forget quality on an empty sample",
+        _forget_quality,
+        ValueError,
+        r"both samples need ≥ 1 question",
+        "Evaluate a non-empty forget split for both models.",
+    ),
+    BadInput(
+        "evaluation",
+        "privacy leak without the retain model's AUC",
+        _privleak,
+        TypeError,
+        r"auc_retain",
+        "Pass the retain log (its mia_min_k AUC); no silent 0.5 default.",
+    ),
+]
+
+
+def render() -> str:
+    lines = [
+        "# Troubleshooting",
+        "",
+        "Every entry below is a test (`tests/test_bad_inputs.py`): the error is raised before any",
+        "compute where possible, its message names the problem, and nothing is written or lost.",
+        "This page is generated from `tests/bad_input_catalogue.py`.",
+        "",
+    ]
+    area = None
+    for entry in CATALOGUE:
+        if entry.area != area:
+            area = entry.area
+            lines += [
+                f"## {area.capitalize()}",
+                "",
+                "| what went wrong | error | fix |",
+                "|---|---|---|",
+            ]
+        pattern = entry.message.replace("\\", "").replace("|", "/")
+        lines.append(f"| {entry.what} | `{entry.error.__name__}`: “{pattern}” | {entry.fix} |")
+        if entry is CATALOGUE[-1] or CATALOGUE[CATALOGUE.index(entry) + 1].area != area:
+            lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(), end="")
