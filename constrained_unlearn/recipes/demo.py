@@ -11,7 +11,6 @@ run only evaluates the new model).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +19,11 @@ from typing import Any
 import torch
 
 from constrained_unlearn.recipes.config import RunConfig, load_config
-from constrained_unlearn.recipes.llm_unlearn import UnlearnResult, run_unlearning
+from constrained_unlearn.recipes.evaluate import agg, tofu_evaluation
+from constrained_unlearn.recipes.llm_unlearn import run_unlearning
 
 DEMO_OVERRIDES: tuple[str, ...] = (
     # tuned on mini-TOFU "default" (see docs/benchmarks.md, the sweep section)
-    "method.name=pdu",
-    "method.solver=gda",
     "method.slack=0.1",
     "method.multiplier_init=20.0",
     "method.dual_lr=5.0",
@@ -37,20 +35,10 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "data.max_length=128",
 )
 
-SUMMARY_KEYS = (
-    ("forget_quality", "forget quality"),
-    ("model_utility", "model utility"),
-    ("forget_Q_A_ROUGE", "forget ROUGE-L"),
-    ("forget_truth_ratio", "forget truth ratio"),
-)
-
-
-def _agg(results: dict[str, Any], key: str) -> float:
-    value = results.get(key, {})
-    return float(value.get("agg_value", math.nan)) if isinstance(value, dict) else math.nan
-
 
 def _fq_text(results: dict[str, Any]) -> str:
+    if results.get("_is_reference"):
+        return "1 (reference)"
     fq = results.get("forget_quality")
     if not isinstance(fq, dict):
         return "—"
@@ -65,8 +53,8 @@ def format_table(rows: list[tuple[str, dict[str, Any], str]]) -> str:
     lines = [header, "|---|---|---|---|---|---|"]
     for name, results, retain_text in rows:
         lines.append(
-            f"| {name} | {_fq_text(results)} | {_agg(results, 'model_utility'):.3f} | "
-            f"{_agg(results, 'forget_Q_A_ROUGE'):.3f} | {_agg(results, 'forget_truth_ratio'):.3f} | "
+            f"| {name} | {_fq_text(results)} | {agg(results, 'model_utility'):.3f} | "
+            f"{agg(results, 'forget_Q_A_ROUGE'):.3f} | {agg(results, 'forget_truth_ratio'):.3f} | "
             f"{retain_text} |"
         )
     return "\n".join(lines)
@@ -129,34 +117,17 @@ def run_demo(
             *overrides,
         ],
     )
-    holder: dict[str, Any] = {}
-
-    def evaluate_and_log(result: UnlearnResult, run: Any) -> None:
-        print("evaluating the unlearned model")
-        results = TofuEvaluator(
-            result.model, tokenizer, data, retain_logs=eval_root / "retain", **eval_kwargs
-        ).evaluate(out / "pdu" / "eval", overwrite=True)
-        holder["pdu"] = results
-        if run is not None:
-            metrics = {f"eval/{key}": _agg(results, key) for key, _ in SUMMARY_KEYS}
-            metrics["eval/forget_quality_log10"] = math.log10(
-                max(_agg(results, "forget_quality"), 1e-300)
-            )
-            run.log_metrics(metrics)
-            for name in ("TOFU_EVAL.json", "TOFU_SUMMARY.json"):
-                path = out / "pdu" / "eval" / name
-                if path.exists():
-                    run.log_artifact(path, "eval")
-
-    result = run_unlearning(
-        cfg, data, model=target, tokenizer=tokenizer, after_training=evaluate_and_log
+    evaluate = tofu_evaluation(
+        data, retain_logs=eval_root / "retain", output_dir=out / "pdu" / "eval", **eval_kwargs
     )
+    result = run_unlearning(cfg, data, model=target, tokenizer=tokenizer, after_training=evaluate)
+    assert result.evaluation is not None
     bound = result.bounds["retain"]
     start = result.initial_values["retain"]
     rows = [
         ("target", target_results, f"{start:.3f} (start)"),
-        ("retain", retain_results, "—"),
-        ("PDU", holder["pdu"], f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}"),
+        ("retain", {**retain_results, "_is_reference": True}, "—"),
+        ("PDU", result.evaluation, f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}"),
     ]
     table = format_table(rows)
     lambdas = result.history.series("retain/multiplier")
@@ -172,6 +143,6 @@ def run_demo(
     return {
         "target": target_results,
         "retain": retain_results,
-        "pdu": holder["pdu"],
+        "pdu": result.evaluation,
         "result": result,
     }

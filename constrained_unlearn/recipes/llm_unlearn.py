@@ -49,6 +49,7 @@ class UnlearnResult:
     tokenizer: Any
     run_id: str | None = None
     truncated: dict[str, int] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
 
 
 def solver_overrides(cfg: RunConfig) -> dict[str, Any]:
