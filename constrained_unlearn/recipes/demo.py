@@ -82,10 +82,12 @@ def run_demo(
     mini = build_minitofu(seed=seed, size=size, cache_dir=cache_dir, progress=True)
     data = mini.data
     eval_root = Path(mini.root) / "evals"
+    # mini-TOFU answers are short and the model's context is small: 64 new tokens suffice
     eval_kwargs = {
         "forget_split": "forget10",
         "holdout_split": "holdout10",
         "batch_size": 64,
+        "max_new_tokens": 64,
         "progress": True,
     }
 
