@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from constrained_unlearn.recipes.config import RunConfig, load_config
 from constrained_unlearn.recipes.evaluate import agg, tofu_evaluation
 from constrained_unlearn.recipes.llm_unlearn import run_unlearning
 
-DEMO_OVERRIDES: tuple[str, ...] = (
+DEMO_PDU: tuple[str, ...] = (
     # tuned on mini-TOFU "default" (see docs/benchmarks.md, the sweep section)
     "method.slack=0.1",
     "method.multiplier_init=20.0",
     "method.dual_lr=5.0",
     "method.warmup_epochs=0",
+)
+DEMO_TRAINING: tuple[str, ...] = (
     "training.epochs=8",
     "training.lr=1e-3",
     "training.batch_size=16",
@@ -60,6 +63,56 @@ def format_table(rows: list[tuple[str, dict[str, Any], str]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class PreparedMiniTofu:
+    """mini-TOFU with its target and retain models evaluated (evaluations cached)."""
+
+    mini: Any
+    data: Any
+    eval_root: Path
+    eval_kwargs: dict[str, Any]
+    target_results: dict[str, Any]
+    retain_results: dict[str, Any]
+
+    def load_target(self) -> tuple[Any, Any]:
+        """A fresh copy of the target model and its tokenizer."""
+        from constrained_unlearn.llm import load_model_and_tokenizer
+
+        return load_model_and_tokenizer(self.mini.target_path, dtype="float32")
+
+
+def prepare_minitofu(
+    *, size: str = "default", seed: int = 0, cache_dir: str | None = None
+) -> PreparedMiniTofu:
+    """Build (or load) mini-TOFU and evaluate its retain and target models (cached)."""
+    from constrained_unlearn.benchmarks.minitofu import build_minitofu
+    from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log
+    from constrained_unlearn.llm import load_model_and_tokenizer
+
+    mini = build_minitofu(seed=seed, size=size, cache_dir=cache_dir, progress=True)
+    eval_root = Path(mini.root) / "evals"
+    # mini-TOFU answers are short and the model's context is small: 64 new tokens suffice
+    eval_kwargs: dict[str, Any] = {
+        "forget_split": "forget10",
+        "holdout_split": "holdout10",
+        "batch_size": 64,
+        "max_new_tokens": 64,
+        "progress": True,
+    }
+    retain_model, tokenizer = load_model_and_tokenizer(mini.retain_path, dtype="float32")
+    print("evaluating the retain model (cached after the first run)")
+    retain_results = write_retain_log(
+        retain_model, tokenizer, mini.data, eval_root / "retain", **eval_kwargs
+    )
+    del retain_model
+    target, tokenizer = load_model_and_tokenizer(mini.target_path, dtype="float32")
+    print("evaluating the target model (cached after the first run)")
+    target_results = TofuEvaluator(
+        target, tokenizer, mini.data, retain_logs=eval_root / "retain", **eval_kwargs
+    ).evaluate(eval_root / "target")
+    return PreparedMiniTofu(mini, mini.data, eval_root, eval_kwargs, target_results, retain_results)
+
+
 def run_demo(
     *,
     size: str = "default",
@@ -71,42 +124,25 @@ def run_demo(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo and print the table; returns ``{name: results}`` and the unlearning result."""
-    from constrained_unlearn.benchmarks.minitofu import build_minitofu
-    from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log
-    from constrained_unlearn.llm import load_model_and_tokenizer
-
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
     out = Path(output_dir)
-    mini = build_minitofu(seed=seed, size=size, cache_dir=cache_dir, progress=True)
-    data = mini.data
-    eval_root = Path(mini.root) / "evals"
-    # mini-TOFU answers are short and the model's context is small: 64 new tokens suffice
-    eval_kwargs = {
-        "forget_split": "forget10",
-        "holdout_split": "holdout10",
-        "batch_size": 64,
-        "max_new_tokens": 64,
-        "progress": True,
-    }
-
-    retain_model, tokenizer = load_model_and_tokenizer(mini.retain_path, dtype="float32")
-    print("evaluating the retain model (cached after the first run)")
-    retain_results = write_retain_log(
-        retain_model, tokenizer, data, eval_root / "retain", **eval_kwargs
+    prepared = prepare_minitofu(size=size, seed=seed, cache_dir=cache_dir)
+    mini, data, eval_root, eval_kwargs = (
+        prepared.mini,
+        prepared.data,
+        prepared.eval_root,
+        prepared.eval_kwargs,
     )
-    del retain_model
-    target, tokenizer = load_model_and_tokenizer(mini.target_path, dtype="float32")
-    print("evaluating the target model (cached after the first run)")
-    target_results = TofuEvaluator(
-        target, tokenizer, data, retain_logs=eval_root / "retain", **eval_kwargs
-    ).evaluate(eval_root / "target")
+    target, tokenizer = prepared.load_target()
+    target_results, retain_results = prepared.target_results, prepared.retain_results
 
     cfg: RunConfig = load_config(
         None,
         [
-            *DEMO_OVERRIDES,
+            *DEMO_TRAINING,
+            *DEMO_PDU,
             f"model.name_or_path={mini.target_path}",
             "data.benchmark=minitofu",
             f"data.minitofu_size={size}",
