@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -197,3 +198,24 @@ def test_custom_size_uses_default_model_and_training():
     assert recipe.model == ModelSpec() and recipe.train == TrainSettings()
     assert build_module._resolve_recipe(Recipe(size=recipe.size))[1] == recipe
     json.dumps(cache_key_inputs(0, recipe, "forget01"))  # JSON-able
+
+
+def test_temporary_folders_of_dead_builds_are_removed(tmp_path, monkeypatch):
+    key = cache_key(cache_key_inputs(7, PRESETS["tiny"], "forget10"))
+    host = build_module._host()
+    dead = tmp_path / f".tmp-{key}-{host}-999999999-0000aaaa"  # pid beyond any pid_max
+    alive = tmp_path / f".tmp-{key}-{host}-{os.getppid()}-0000bbbb"
+    other_host = tmp_path / f".tmp-{key}-elsewhere-999999999-0000cccc"
+    other_key = tmp_path / f".tmp-0123456789abcdef-{host}-999999999-0000dddd"
+    for path in (dead, alive, other_host, other_key):
+        path.mkdir()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("stop after the clean-up")
+
+    monkeypatch.setattr(build_module, "finetune", crash)
+    with pytest.raises(RuntimeError, match="clean-up"):
+        build_minitofu(seed=7, size="tiny", cache_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (alive, other_host, other_key)
+    )

@@ -116,6 +116,26 @@ def qa_blocks(
     return blocks
 
 
+def length_batches(
+    items: Sequence[dict[str, torch.Tensor]], batch_size: int, rng: random.Random
+) -> list[list[dict[str, torch.Tensor]]]:
+    """Batches of sequences of similar length, in random order.
+
+    The items are shuffled, stably sorted by length (so equal lengths stay in random order),
+    cut into batches of ``batch_size`` and the batches shuffled: little padding, and a fresh
+    grouping every epoch.
+    """
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: items[i]["input_ids"].numel())
+    batches = [
+        [items[i] for i in order[start : start + batch_size]]
+        for start in range(0, len(order), batch_size)
+    ]
+    rng.shuffle(batches)
+    return batches
+
+
 def train_corpus_model(
     model: Any,
     documents: Sequence[str],
@@ -158,7 +178,7 @@ def train_corpus_model(
     bos = int(tokenizer.bos_token_id) if add_bos else None
     rng = random.Random(seed)
 
-    def epoch_items(epoch: int) -> list[dict[str, torch.Tensor]]:
+    def epoch_items(epoch: int) -> list[list[dict[str, torch.Tensor]]]:
         blocks = qa_blocks(
             encoded,
             block_max=qa_block_max,
@@ -166,9 +186,7 @@ def train_corpus_model(
             rng=random.Random(seed * 1_000_003 + epoch),
             bos_token_id=bos,
         )
-        items = doc_items + blocks
-        rng.shuffle(items)
-        return items
+        return length_batches(doc_items + blocks, settings.batch_size, rng)
 
     # the number of question blocks varies by epoch; schedule on the expected count
     expected_blocks = math.ceil(len(pairs) / ((1 + qa_block_max) / 2)) if pairs else 0
@@ -193,10 +211,9 @@ def train_corpus_model(
     model.train()
     with tqdm(total=total, desc=desc, disable=not progress, unit="step") as bar:
         for epoch in range(settings.epochs):
-            items = epoch_items(epoch)
             running, batches = 0.0, 0
-            for i in range(0, len(items), settings.batch_size):
-                batch = pad_collate(items[i : i + settings.batch_size], pad)
+            for group in epoch_items(epoch):
+                batch = pad_collate(group, pad)
                 loss = answer_nll(model, batch)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)

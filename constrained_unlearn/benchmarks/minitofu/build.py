@@ -10,8 +10,9 @@ Cache
     count can change the last bits of the weights and is deliberately not part of the key).
 
     An entry is built in a sibling temporary folder and renamed into place only when complete
-    (``manifest.json`` written last), so an interrupted build never leaves a half entry; a
-    leftover ``.tmp-*`` folder is garbage and may be deleted. Two processes building the same
+    (``manifest.json`` written last), so an interrupted build never leaves a half entry. The
+    temporary folder is ``.tmp-<key>-<host>-<pid>-<random>``; one left by a killed process is
+    deleted by the next build of the same key on the same host. Two processes building the same
     entry at once both finish; the first rename wins and the other result is discarded.
 
 Layout of an entry::
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -161,6 +163,29 @@ class MiniTofu:
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(self.retain_path).eval()
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
+
+
+def _remove_dead_tmp(root: Path, key: str) -> None:
+    """Delete ``.tmp-<key>-<this host>-<pid>-*`` folders whose process no longer runs.
+
+    A build killed by a signal cannot clean up after itself; its folder is recognised by the
+    host name and process id in its name. Folders of other hosts (a shared cache) are left alone.
+    """
+    prefix = f".tmp-{key}-{_host()}-"
+    for path in root.glob(prefix + "*"):
+        pid_text = path.name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # alive, owned by another user
+            continue
 
 
 def _resolve_recipe(size: str | MiniTofuSize | Recipe) -> tuple[str, Recipe]:
@@ -309,7 +334,8 @@ def build_minitofu(
         )
     if not hit:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _remove_dead_tmp(root, key)
+        tmp = root / f".tmp-{key}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         logger.info("building mini-TOFU %s (preset %s, seed %d) in %s", key, preset, seed, tmp)
         try:
             _build_entry(tmp, seed, recipe, forget_split, progress, evaluate)
