@@ -1,0 +1,103 @@
+"""Sweep PDU's ε, λ₀, dual step and learning rate on mini-TOFU forget10.
+
+Each configuration unlearns the cached target model and is evaluated against the retain log;
+one Markdown row per configuration (forget quality, model utility relative to the target,
+forget ROUGE-L, final retain loss vs ε, λ at the end) goes to stdout, and every run is logged to
+MLflow (experiment ``minitofu-sweep``) so the trajectories of λ can be compared there.
+
+    python benchmarks/minitofu_sweep.py --grid default
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+from constrained_unlearn.recipes.config import load_config
+from constrained_unlearn.recipes.demo import DEMO_TRAINING, prepare_minitofu
+from constrained_unlearn.recipes.evaluate import agg, tofu_evaluation
+from constrained_unlearn.recipes.llm_unlearn import run_unlearning
+
+GRIDS = {
+    "default": {
+        "method.epsilon": [0.02, 0.05],
+        "method.multiplier_init": [20.0, 100.0],
+        "method.dual_lr": [5.0, 50.0],
+        "training.lr": [5e-4, 1e-3],
+    },
+    "small": {"method.epsilon": [0.05], "method.multiplier_init": [20.0], "training.lr": [1e-3]},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--grid", default="default", choices=sorted(GRIDS))
+    parser.add_argument("--size", default="default")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--output-dir", default="outputs/sweep")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides applied to every run")
+    args = parser.parse_args()
+    prepared = prepare_minitofu(size=args.size, cache_dir=args.cache_dir)
+    target_mu = agg(prepared.target_results, "model_utility")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    grid = GRIDS[args.grid]
+    keys = list(grid)
+    print(
+        "| ε | λ₀ | η | lr | forget quality | MU / target MU | forget ROUGE-L | final L_r / ε | λ end | s | date | commit |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out = Path(args.output_dir)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        overrides = [f"{k}={v}" for k, v in zip(keys, values)]
+        name = "_".join(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))
+        model, tokenizer = prepared.load_target()
+        cfg = load_config(
+            None,
+            [
+                *DEMO_TRAINING,
+                f"model.name_or_path={prepared.mini.target_path}",
+                *overrides,
+                *args.extra,
+                f"output.dir={out / name}",
+                "output.save_model=false",
+                f"tracking.tracking_uri={args.tracking_uri}",
+                "tracking.experiment=minitofu-sweep",
+                f"tracking.run_name={name}",
+            ],
+        )
+        evaluate = tofu_evaluation(
+            prepared.data,
+            retain_logs=prepared.eval_root / "retain",
+            output_dir=out / name / "eval",
+            **{**prepared.eval_kwargs, "progress": False},
+        )
+        start = time.perf_counter()
+        result = run_unlearning(
+            cfg, prepared.data, model=model, tokenizer=tokenizer, after_training=evaluate
+        )
+        seconds = time.perf_counter() - start
+        ev = result.evaluation or {}
+        row = dict(zip(keys, values))
+        print(
+            f"| {row.get('method.epsilon', '—')} | {row.get('method.multiplier_init', '—')} | "
+            f"{row.get('method.dual_lr', '—')} | {row.get('training.lr', '—')} | "
+            f"{agg(ev, 'forget_quality'):.3g} | {agg(ev, 'model_utility') / target_mu:.3f} | "
+            f"{agg(ev, 'forget_Q_A_ROUGE'):.3f} | {result.final_retain_loss / result.bounds['retain']:.3f} | "
+            f"{result.history.records[-1].multipliers['retain']:.3g} | {seconds:.0f} | {date.today()} | {commit} |",
+            flush=True,
+        )
+        (out / name / "lambda.json").write_text(
+            json.dumps(result.history.series("retain/multiplier"))
+        )
+
+
+if __name__ == "__main__":
+    main()
