@@ -84,7 +84,9 @@ def main() -> None:
     comparison = compare_runs(experiment, tracking_uri=args.tracking_uri, out_dir=out)
     print()
     print((out / "comparison.md").read_text())
-    print(f"{len(comparison.table)} runs compared in {time.perf_counter() - started:.0f} s; plots in {out}")
+    print(
+        f"{len(comparison.table)} runs compared in {time.perf_counter() - started:.0f} s; plots in {out}"
+    )
 
 
 if __name__ == "__main__":
