@@ -37,7 +37,12 @@ from constrained_unlearn.llm.tokenization import QADataset
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     cache = tmp_path_factory.mktemp("minitofu-cache")
-    return build_minitofu(seed=0, size="tiny", cache_dir=cache, progress=False, evaluate=False)
+    threads = torch.get_num_threads()
+    built = build_minitofu(
+        seed=0, size="tiny", cache_dir=cache, progress=False, evaluate=False, num_threads=1
+    )
+    assert torch.get_num_threads() == threads  # restored
+    return built
 
 
 def test_tiny_build_writes_a_complete_entry(tiny):
@@ -64,6 +69,7 @@ def test_tiny_build_writes_a_complete_entry(tiny):
     losses = tiny.manifest["training"]["target"]["epoch_losses"]
     assert len(losses) == PRESETS["tiny"].train.epochs and losses[-1] < losses[0]
     assert tiny.manifest["memorisation"] is None
+    assert tiny.manifest["torch_threads"] == 1
 
 
 def test_cache_hit_does_not_retrain(tiny, monkeypatch):

@@ -2,8 +2,8 @@
 
 A ``LlamaForCausalLM`` trained from scratch: RMSNorm, rotary positions, SwiGLU MLP, multi-head
 attention (no grouped KV), input and output embeddings tied. With the default
-:class:`ModelSpec` and a ≈1.5k vocabulary it has ≈0.9M parameters: big enough to memorise a
-thousand short facts, small enough to train in a couple of minutes on two CPU cores.
+:class:`ModelSpec` and a 1,536-token vocabulary it has 721,536 parameters: big enough to
+memorise a thousand short facts, small enough to train in a couple of minutes on one CPU core.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Byte-level, so any string (a user's prompt, a refusal) encodes without unknown t
 with ``tokenizers`` on every generated string (all configs and all columns, holdout included, so
 holdout names are split as finely as trained names and a membership attack cannot win on
 tokenisation alone) plus the prompt template. Trained only on this narrow text the merges
-saturate: the vocabulary ends up at most ``vocab_size`` (≈1.2k for the default size).
+saturate: the vocabulary is at most ``vocab_size`` (the default data fills all 1,536).
 
 Special tokens: ``<bos>`` (prepended by the post-processor when ``add_special_tokens=True``),
 ``<eos>`` and a distinct ``<pad>``. Deterministic: the same text gives the same vocabulary.
