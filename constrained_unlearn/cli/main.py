@@ -6,9 +6,25 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.benchmark == "muse":
+        from constrained_unlearn.recipes.muse_demo import run_muse_demo
+
+        run_muse_demo(
+            size=args.size,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            output_dir=args.output_dir
+            if args.output_dir != "outputs/demo"
+            else "outputs/muse_demo",
+            tracking_uri=args.tracking_uri,
+            overrides=args.overrides,
+            threads=args.threads,
+        )
+        return 0
     from constrained_unlearn.recipes.demo import run_demo
 
     run_demo(
@@ -24,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _unlearn(args: argparse.Namespace) -> int:
-    from constrained_unlearn.recipes.config import load_config
+    from constrained_unlearn.recipes.config import MUSE_BENCHMARKS, load_config
     from constrained_unlearn.recipes.data import load_splits
     from constrained_unlearn.recipes.llm_unlearn import run_unlearning
 
@@ -32,12 +48,111 @@ def _unlearn(args: argparse.Namespace) -> int:
     if args.tracking_uri:
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
     cfg = load_config(args.config, overrides)
+    if cfg.data.benchmark in MUSE_BENCHMARKS:
+        return _muse_unlearn(cfg)
     splits = load_splits(cfg)
     result = run_unlearning(cfg, splits)
     print(
         f"done: final retain loss {result.final_retain_loss:.4f} "
         f"(ε = {result.bounds['retain']:.4f}); outputs in {result.output_dir}"
     )
+    return 0
+
+
+def _muse_unlearn(cfg: Any) -> int:
+    """``unlearn`` with a MUSE config: corpus unlearning of ``data.forget_split`` (+ evaluation
+    when ``eval.enabled``)."""
+    from pathlib import Path
+
+    from constrained_unlearn.benchmarks.minimuse import muse_eval_data
+    from constrained_unlearn.benchmarks.muse import MUSE_NEWS
+    from constrained_unlearn.llm import load_model_and_tokenizer
+    from constrained_unlearn.recipes.muse_sequences import (
+        HEADLINE_METRICS,
+        agg,
+        evaluate_muse,
+        load_corpus,
+        muse_source,
+        unlearn_corpus,
+    )
+
+    source = muse_source(cfg)
+    name = cfg.model.name_or_path
+    if not name and cfg.data.benchmark == "minimuse":
+        from constrained_unlearn.benchmarks.minimuse import build_minimuse
+
+        name = str(build_minimuse(cfg.data.minimuse_seed, cfg.data.minimuse_size).target_path)
+        cfg.model.name_or_path = name
+    model, tokenizer = load_model_and_tokenizer(name, dtype=cfg.model.dtype)
+    forget = load_corpus(source, cfg.data.forget_split)
+    retain = load_corpus(source, cfg.data.retain_split or "retain1", "data.retain_split")
+    result = unlearn_corpus(cfg, forget, retain, model=model, tokenizer=tokenizer)
+    print(
+        f"done: final retain loss {result.final_retain_loss:.4f} "
+        f"(ε = {result.bounds['retain']:.4f}); outputs in {result.output_dir}"
+    )
+    if cfg.eval.enabled:
+        reference = {"retrain_logs": cfg.eval.retain_logs}
+        if cfg.eval.retain_logs is None and source == MUSE_NEWS:
+            reference = {"retrain_auc": "news"}  # original MUSE's retrained-model constant
+        results = evaluate_muse(
+            result.model,
+            tokenizer,
+            muse_eval_data(source),
+            Path(cfg.output.dir) / "eval",
+            batch_size=cfg.eval.batch_size,
+            **reference,
+        )
+        for key, title in HEADLINE_METRICS:
+            print(f"{title:16s} {agg(results, key):.4f}")
+    return 0
+
+
+def _muse_sequence(args: argparse.Namespace) -> int:
+    """``muse-scal`` / ``muse-sust``: mini-MUSE by default, a MUSE config with ``--config``."""
+    kind = "scal" if args.command == "muse-scal" else "sust"
+    requests = [int(k) for k in args.requests.split(",")]
+    if args.config is None:
+        from constrained_unlearn.recipes.muse_demo import run_minimuse_sequence
+
+        run_minimuse_sequence(
+            kind,
+            size=args.size,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            output_dir=args.output_dir,
+            tracking_uri=args.tracking_uri,
+            overrides=args.overrides,
+            requests=requests,
+            overwrite=args.overwrite,
+            evaluate=not args.no_eval,
+            threads=args.threads,
+        )
+        return 0
+    from constrained_unlearn.benchmarks.muse import MUSE_NEWS
+    from constrained_unlearn.recipes.config import load_config
+    from constrained_unlearn.recipes.muse_sequences import muse_source, run_sequence
+
+    overrides = list(args.overrides)
+    if args.tracking_uri:
+        overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
+    cfg = load_config(args.config, overrides)
+    source = muse_source(cfg)
+    reference: dict[str, Any] = {"retrain_logs": cfg.eval.retain_logs}
+    if cfg.eval.retain_logs is None and source == MUSE_NEWS:
+        reference = {"retrain_auc": "news"}
+    result = run_sequence(
+        kind,  # type: ignore[arg-type]
+        cfg,
+        args.output_dir,
+        source=source,
+        eval_data={} if args.no_eval or not cfg.eval.enabled else None,
+        requests=requests,
+        eval_batch_size=cfg.eval.batch_size,
+        overwrite=args.overwrite,
+        **reference,
+    )
+    print(result.table)
     return 0
 
 
@@ -92,8 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="mini-TOFU end to end: build, unlearn with PDU, evaluate")
-    demo.add_argument("--size", default="default", help="mini-TOFU size preset")
+    demo = sub.add_parser(
+        "demo", help="mini-TOFU (or mini-MUSE) end to end: build, unlearn with PDU, evaluate"
+    )
+    demo.add_argument(
+        "--benchmark",
+        default="minitofu",
+        choices=["minitofu", "muse"],
+        help="'minitofu' (default) or 'muse' (mini-MUSE: VerbMem, KnowMem, PrivLeak)",
+    )
+    demo.add_argument("--size", default="default", help="mini-TOFU / mini-MUSE size preset")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--cache-dir", default=None, help="where models and data are cached")
     demo.add_argument("--output-dir", default="outputs/demo")
@@ -125,6 +248,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output-dir", default="outputs/eval")
     ev.set_defaults(func=_eval)
 
+    for command, what in (
+        ("muse-scal", "scalability: unlearn scal/forget_1..4, each from the target"),
+        ("muse-sust", "sustainability: unlearn sust/forget_1..4, each from the previous model"),
+    ):
+        seq = sub.add_parser(command, help=f"MUSE {what} (mini-MUSE unless --config)")
+        seq.add_argument("--config", default=None, help="a MUSE run config (default: mini-MUSE)")
+        seq.add_argument("--size", default="default", help="mini-MUSE size preset")
+        seq.add_argument("--seed", type=int, default=0, help="mini-MUSE seed")
+        seq.add_argument("--cache-dir", default=None, help="where mini-MUSE is cached")
+        seq.add_argument("--output-dir", default="outputs/muse_sequences")
+        seq.add_argument("--requests", default="1,2,3,4", help="requests to run, e.g. 1,2")
+        seq.add_argument(
+            "--overwrite", action="store_true", help="delete existing request folders first"
+        )
+        seq.add_argument("--no-eval", action="store_true", help="skip the MUSE evaluation")
+        seq.add_argument("--tracking-uri", default=None)
+        seq.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        seq.add_argument("overrides", nargs="*", help="config overrides, e.g. training.epochs=3")
+        seq.set_defaults(func=_muse_sequence)
+
     compare = sub.add_parser("compare", help="compare MLflow runs: table and plots")
     compare.add_argument("--experiment", default="constrained-unlearn")
     compare.add_argument("--filter", default=None, help="MLflow filter string")
@@ -143,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

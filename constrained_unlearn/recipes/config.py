@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -33,13 +34,51 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    benchmark: str = "minitofu"  # "minitofu", "tofu" (hub id or folder in `path`)
+    benchmark: str = "minitofu"  # "minitofu", "tofu", "muse", "minimuse" (hub id/folder: `path`)
     path: str | None = None
-    forget_split: str = "forget10"
-    retain_split: str | None = None  # default: the complement of forget_split
+    forget_split: str = "forget10"  # MUSE: "forget" (raw/forget), "scal/forget_2", …
+    retain_split: str | None = None  # default: the complement (TOFU), "retain1" (MUSE)
     max_length: int = 256
     minitofu_seed: int = 0
     minitofu_size: str = "default"
+    chunk_length: int = 2048  # MUSE corpora: tokens per chunk (2048 for MUSE's Llama-2)
+    pack: bool = True  # MUSE corpora: pack documents into chunks (False: one per chunk run)
+    minimuse_seed: int = 0
+    minimuse_size: str = "default"
+
+
+MUSE_BENCHMARKS: tuple[str, ...] = ("muse", "minimuse")
+"""Benchmarks whose forget and retain sets are text corpora (MUSE's layout)."""
+
+MUSE_CORPUS_CONFIGS: tuple[str, ...] = ("raw", "train", "scal", "sust", "privleak")
+"""MUSE configs with a ``text`` column that can serve as a forget or retain corpus."""
+
+
+def parse_muse_split(name: str, key: str = "data.forget_split") -> tuple[str, str]:
+    """``(config, split)`` of a MUSE corpus split named ``"split"`` (config ``raw``) or
+    ``"config/split"``, e.g. ``"forget"`` → ``("raw", "forget")``, ``"sust/forget_3"`` →
+    ``("sust", "forget_3")``.
+
+    Raises:
+        ConfigError: an unknown config or split (the message names ``key`` and the valid names).
+    """
+    from constrained_unlearn.benchmarks.muse import MUSE_SPLITS
+
+    config, _, split = name.rpartition("/")
+    config = config or "raw"
+    if config not in MUSE_CORPUS_CONFIGS:
+        raise ConfigError(
+            f"{key}={name!r}: MUSE config {config!r} holds no text corpus; use one of "
+            f"{list(MUSE_CORPUS_CONFIGS)}, e.g. 'forget', 'scal/forget_2', 'sust/forget_3'"
+        )
+    if split not in MUSE_SPLITS[config]:
+        hint = f" ({name!r} is a TOFU split)" if re.fullmatch(r"forget\d\d", name) else ""
+        raise ConfigError(
+            f"{key}={name!r} is not a MUSE split{hint}; {config!r} has "
+            f"{list(MUSE_SPLITS[config])}, e.g. data.forget_split=forget, "
+            "data.retain_split=retain1"
+        )
+    return config, split
 
 
 @dataclass
@@ -156,10 +195,20 @@ class RunConfig:
             raise ConfigError(
                 f"training.mixed_precision must be no|bf16|fp16, got {t.mixed_precision!r}"
             )
-        if d.benchmark not in ("minitofu", "tofu"):
-            raise ConfigError(f"data.benchmark must be 'minitofu' or 'tofu', got {d.benchmark!r}")
-        if d.benchmark == "tofu" and not self.model.name_or_path:
-            raise ConfigError("model.name_or_path is required for data.benchmark=tofu")
+        if d.benchmark not in ("minitofu", "tofu", *MUSE_BENCHMARKS):
+            raise ConfigError(
+                "data.benchmark must be 'minitofu', 'tofu', 'muse' or 'minimuse', got "
+                f"{d.benchmark!r}"
+            )
+        if d.benchmark in ("tofu", "muse") and not self.model.name_or_path:
+            raise ConfigError(f"model.name_or_path is required for data.benchmark={d.benchmark}")
+        if d.benchmark in MUSE_BENCHMARKS:
+            parse_muse_split(d.forget_split, "data.forget_split")
+            parse_muse_split(d.retain_split or "retain1", "data.retain_split")
+            if not isinstance(d.chunk_length, int) or d.chunk_length < 2:
+                raise ConfigError(
+                    f"data.chunk_length must be an integer ≥ 2, got {d.chunk_length!r}"
+                )
         if self.model.template not in ("plain", "chat"):
             raise ConfigError(
                 f"model.template must be 'plain' or 'chat', got {self.model.template!r}"
