@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,14 @@ def run_unlearning(
         splits[retain_split], tokenizer, template=template, max_length=cfg.data.max_length
     )
     truncated = {forget_split: forget.num_truncated, retain_split: retain.num_truncated}
+    for split, count in truncated.items():
+        if count:
+            warnings.warn(
+                f"{count} prompts of {split!r} were longer than data.max_length="
+                f"{cfg.data.max_length} and were truncated from the left (answers are never "
+                "truncated); raise data.max_length to keep them whole",
+                stacklevel=2,
+            )
     collate = PadCollator(int(tokenizer.pad_token_id), "right")
     t = cfg.training
     data = PairedData(
