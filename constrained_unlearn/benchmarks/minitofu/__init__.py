@@ -50,12 +50,17 @@ holdout10 (never trained)   0.51–0.57 (EM 0)    0.49–0.58 (EM 0)
 ==========================  ==================  ==================
 
 Identical for seeds 0 and 1 except the holdout ranges. The retain model's 0.57 on forget10
-is the template words ("… was born in …") with the wrong facts. Cold build, seed 1 (machine
-load ≈ 2): 141 s wall, 125 s CPU (data 0.2 s, tokenizer 0.4 s, target 82 s, retain 53 s,
-scoring 5 s) plus ≈ 20 s of imports; a cache hit takes < 1 s. Exact match on forget10 while
-training (40-epoch schedule): 0.12 after 10 epochs, 0.74 after 15, 0.96 after 20, 1.00 after
-30. Two torch threads on the same machine *with other jobs running* were several times slower
-than one (oversubscription): pass ``num_threads=1`` when the cores are shared.
+is the template words ("… was born in …") with the wrong facts.
+
+Cold builds with the default ``num_threads=1`` (plus ≈ 20 s of imports; a cache hit < 1 s):
+
+* seed 0, machine load ≈ 4: 170 s wall, 120 s CPU (target 80 s, retain 82 s, data and
+  tokenizer 0.3 s, scoring 7 s);
+* seed 1, machine load ≈ 2: 141 s wall, 125 s CPU (target 82 s, retain 53 s, scoring 5 s).
+
+Exact match on forget10 while training (40-epoch schedule): 0.12 after 10 epochs, 0.74 after
+15, 0.96 after 20, 1.00 after 30. With other jobs on the two cores, two torch threads took
+12–15 s per target epoch against 2.0–2.6 s for one, hence the one-thread default.
 """
 
 from constrained_unlearn.benchmarks.minitofu.build import (
