@@ -32,6 +32,20 @@ GRIDS = {
         "method.dual_lr": [200.0, 1000.0],
         "training.lr": [5e-4, 1e-3],
     },
+    "focus": {
+        "method.epsilon": [0.03],
+        "method.multiplier_init": [20.0],
+        "method.dual_lr": [5.0, 20.0, 50.0],
+        "training.lr": [1e-3],
+        "training.lr_scheduler": ["constant", "cosine"],
+    },
+    "wide": {
+        "method.epsilon": [0.03],
+        "method.multiplier_init": [20.0],
+        "method.dual_lr": [50.0, 100.0, 200.0],
+        "training.lr": [5e-4, 1e-3],
+        "training.epochs": [8, 12],
+    },
     "small": {"method.epsilon": [0.05], "method.multiplier_init": [20.0], "training.lr": [1e-3]},
 }
 
@@ -55,7 +69,7 @@ def main() -> None:
     print(
         "| ε | λ₀ | η | lr | forget quality | MU / target MU | forget ROUGE-L | final L_r / ε | λ end | s | date | commit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     out = Path(args.output_dir)
     for values in itertools.product(*(grid[k] for k in keys)):
         overrides = [f"{k}={v}" for k, v in zip(keys, values)]
@@ -91,6 +105,7 @@ def main() -> None:
         print(
             f"| {row.get('method.epsilon', '—')} | {row.get('method.multiplier_init', '—')} | "
             f"{row.get('method.dual_lr', '—')} | {row.get('training.lr', '—')} | "
+            f"{row.get('training.lr_scheduler', cfg.training.lr_scheduler)} | "
             f"{agg(ev, 'forget_quality'):.3g} | {agg(ev, 'model_utility') / target_mu:.3f} | "
             f"{agg(ev, 'forget_Q_A_ROUGE'):.3f} | {result.final_retain_loss / result.bounds['retain']:.3f} | "
             f"{result.history.records[-1].multipliers['retain']:.3g} | {seconds:.0f} | {date.today()} | {commit} |",
