@@ -160,6 +160,42 @@ def run_unlearning(
                 "truncated); raise data.max_length to keep them whole",
                 stacklevel=2,
             )
+    return train_and_record(
+        cfg,
+        forget,
+        retain,
+        model=model,
+        tokenizer=tokenizer,
+        summary={"truncated_prompts": truncated},
+        callbacks=callbacks,
+        tags=tags,
+        after_training=after_training,
+        truncated=truncated,
+    )
+
+
+def train_and_record(
+    cfg: RunConfig,
+    forget: Any,
+    retain: Any,
+    *,
+    model: Any,
+    tokenizer: Any,
+    summary: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    tags: Mapping[str, str] | None = None,
+    after_training: Callable[[UnlearnResult, MlflowRun | None], None] | None = None,
+    truncated: Mapping[str, int] | None = None,
+    progress: bool = True,
+) -> UnlearnResult:
+    """Unlearn ``forget`` from ``model`` keeping ``retain``: the part shared by QA and corpus runs.
+
+    ``forget``/``retain`` are datasets of ``{"input_ids", "labels"}`` items (:class:`QADataset`,
+    :class:`~constrained_unlearn.llm.corpus.CorpusDataset`). Builds the paired data, the method's
+    terms and solver, the engine (with checkpoints under ``<output.dir>/checkpoints``) and the
+    MLflow run; trains; saves the model, ``history.json`` and ``train_summary.json`` (with
+    ``summary`` merged in); calls ``after_training``; closes the run with its honest status.
+    """
     collate = PadCollator(int(tokenizer.pad_token_id), "right")
     t = cfg.training
     data = PairedData(
@@ -179,6 +215,7 @@ def run_unlearning(
         lr_warmup_ratio=t.lr_warmup_ratio,
         mixed_precision=t.mixed_precision,  # type: ignore[arg-type]
         seed=t.seed,
+        progress=progress,
         checkpoint_dir=Path(cfg.output.dir) / "checkpoints",
         save_every=t.save_every,
         keep_last=t.keep_last,
@@ -209,7 +246,7 @@ def run_unlearning(
                 "method": cfg.method.name,
                 "solver": setup.solver,
                 "benchmark": cfg.data.benchmark,
-                "split": forget_split,
+                "split": cfg.data.forget_split,
                 "model": cfg.model.name_or_path,
                 **(tags or {}),
             },
@@ -230,7 +267,7 @@ def run_unlearning(
             model=unwrapped,
             tokenizer=tokenizer,
             run_id=run.run_id if run else None,
-            truncated=truncated,
+            truncated=dict(truncated or {}),
         )
         if engine.accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +278,7 @@ def run_unlearning(
                 "bounds": result.bounds,
                 "initial_values": result.initial_values,
                 "final_retain_loss": final_retain,
-                "truncated_prompts": truncated,
+                **(summary or {}),
             }
             (out / "history.json").write_text(json.dumps(history.to_dicts()))
             (out / "train_summary.json").write_text(json.dumps(summary, indent=2))

@@ -33,17 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
-from constrained_unlearn.engine import Callback, EngineConfig, PairedData, UnlearningEngine
-from constrained_unlearn.llm import PadCollator, load_model_and_tokenizer
+from constrained_unlearn.engine import Callback
+from constrained_unlearn.llm import load_model_and_tokenizer
 from constrained_unlearn.llm.corpus import CorpusDataset
 from constrained_unlearn.recipes.config import MUSE_BENCHMARKS, RunConfig, parse_muse_split
-from constrained_unlearn.recipes.llm_unlearn import (
-    UnlearnResult,
-    mean_answer_nll,
-    setup_method,
-)
+from constrained_unlearn.recipes.llm_unlearn import UnlearnResult, train_and_record
 from constrained_unlearn.tracking import MlflowRun
 
 SequenceKind = Literal["scal", "sust"]
@@ -128,45 +122,6 @@ def unlearn_corpus(
     cfg.validate()
     forget = corpus_dataset(cfg, forget_rows, tokenizer)
     retain = corpus_dataset(cfg, retain_rows, tokenizer)
-    collate = PadCollator(int(tokenizer.pad_token_id), "right")
-    t = cfg.training
-    data = PairedData(
-        forget,
-        retain,
-        batch_size=t.batch_size,
-        retain_batch_size=t.retain_batch_size,
-        collate_fn=collate,
-        seed=t.seed,
-    )
-    setup = setup_method(cfg, model, tokenizer)
-    # record what actually runs: the method's defaults resolved into the config
-    cfg.method.solver = setup.solver
-    cfg.method.multiplier_init = setup.solver_kwargs.get("multiplier_init")
-    cfg.method.dual_lr = setup.solver_kwargs.get("dual_lr")
-    engine = UnlearningEngine(
-        model,
-        data=data,
-        **setup.engine_kwargs(),
-        optimizer=lambda params: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
-        config=EngineConfig(
-            epochs=t.epochs,
-            max_steps=t.max_steps,
-            gradient_accumulation_steps=t.gradient_accumulation_steps,
-            max_grad_norm=t.max_grad_norm,
-            lr_scheduler=t.lr_scheduler,  # type: ignore[arg-type]
-            lr_warmup_ratio=t.lr_warmup_ratio,
-            mixed_precision=t.mixed_precision,  # type: ignore[arg-type]
-            seed=t.seed,
-            progress=False,
-            checkpoint_dir=Path(cfg.output.dir) / "checkpoints",
-            save_every=t.save_every,
-            keep_last=t.keep_last,
-            save_final=t.save_every is not None,
-            resume=t.resume,
-        ),
-        callbacks=list(callbacks),
-        run_config=cfg.to_dict(),
-    )
     corpus = {
         name: {
             "documents": ds.num_documents,
@@ -177,71 +132,18 @@ def unlearn_corpus(
         }
         for name, ds in (("forget", forget), ("retain", retain))
     }
-    run: MlflowRun | None = None
-    if cfg.tracking.enabled and engine.accelerator.is_main_process:
-        run = MlflowRun(
-            experiment=cfg.tracking.experiment,
-            run_name=cfg.tracking.run_name,
-            tracking_uri=cfg.tracking.tracking_uri,
-            tags={
-                "method": cfg.method.name,
-                "solver": setup.solver,
-                "benchmark": cfg.data.benchmark,
-                "split": cfg.data.forget_split,
-                "model": cfg.model.name_or_path,
-                **(tags or {}),
-            },
-        )
-        run.log_params(cfg.to_dict())
-        engine.callbacks.append(run.callback())
-    out = Path(cfg.output.dir)
-    try:
-        history = engine.fit()
-        unwrapped = engine.unwrapped_model
-        final_retain = mean_answer_nll(unwrapped, retain, int(tokenizer.pad_token_id))  # type: ignore[arg-type]
-        result = UnlearnResult(
-            history=history,
-            bounds=engine.problem.require_bounds(),
-            initial_values=dict(engine.initial_values),
-            final_retain_loss=final_retain,
-            output_dir=out,
-            model=unwrapped,
-            tokenizer=tokenizer,
-            run_id=run.run_id if run else None,
-        )
-        if engine.accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            if cfg.output.save_model:
-                unwrapped.save_pretrained(out / "model", safe_serialization=True)
-                tokenizer.save_pretrained(out / "model")
-            summary = {
-                "bounds": result.bounds,
-                "initial_values": result.initial_values,
-                "final_retain_loss": final_retain,
-                "corpus": corpus,
-            }
-            (out / "history.json").write_text(json.dumps(history.to_dicts()))
-            (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-        if run is not None:
-            run.log_params({f"problem.bound.{k}": v for k, v in result.bounds.items()})
-            run.log_metrics(
-                {
-                    "final/retain_loss": final_retain,
-                    "final/retain_bound": result.bounds["retain"],
-                    "final/multiplier": history.records[-1].multipliers.get("retain", math.nan),
-                }
-            )
-            run.log_dict(cfg.to_dict(), "config.yaml")
-        if after_training is not None:
-            after_training(result, run)
-    except BaseException as err:
-        if run is not None:
-            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-            run.end(status, error=f"{type(err).__name__}: {err}")
-        raise
-    if run is not None:
-        run.end("FINISHED")
-    return result
+    return train_and_record(
+        cfg,
+        forget,
+        retain,
+        model=model,
+        tokenizer=tokenizer,
+        summary={"corpus": corpus},
+        callbacks=callbacks,
+        tags=tags,
+        after_training=after_training,
+        progress=False,
+    )
 
 
 # ---------------------------------------------------------------------------------- evaluation
