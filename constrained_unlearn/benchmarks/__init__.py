@@ -6,6 +6,7 @@
   and retain model), cached on disk; its data loads through :func:`load_tofu`.
 """
 
+from constrained_unlearn.benchmarks.minimuse import MiniMuse, build_minimuse
 from constrained_unlearn.benchmarks.minitofu import (
     PRESETS,
     MiniTofu,
@@ -39,11 +40,13 @@ __all__ = [
     "PRESETS",
     "TOFU_CONFIGS",
     "TOFU_HUB_ID",
+    "MiniMuse",
     "MiniTofu",
     "MiniTofuSize",
     "ModelSpec",
     "Recipe",
     "TrainSettings",
+    "build_minimuse",
     "build_minitofu",
     "forget_retain_pair",
     "generate_minitofu",

@@ -1,6 +1,7 @@
 """Hugging Face causal LMs: QA encoding, batching, loading, unlearning terms, generation."""
 
 from constrained_unlearn.llm.collate import PadCollator, pad_collate
+from constrained_unlearn.llm.corpus import CorpusDataset, pack_documents
 from constrained_unlearn.llm.generation import cut_at_stop_strings, generate_batched
 from constrained_unlearn.llm.loading import (
     LoraSettings,
@@ -28,6 +29,7 @@ from constrained_unlearn.llm.tokenization import (
 
 __all__ = [
     "CausalLMTerms",
+    "CorpusDataset",
     "EncodedQA",
     "LoraSettings",
     "PadCollator",
@@ -41,6 +43,7 @@ __all__ = [
     "encode_prompt",
     "encode_qa",
     "ensure_pad_token",
+    "pack_documents",
     "generate_batched",
     "kl_to_reference",
     "load_model_and_tokenizer",
