@@ -834,7 +834,8 @@ def write_retain_log(
 
     Args:
         retain_model: the model fine-tuned without the forget split.
-        tokenizer, data: as for :class:`TofuEvaluator`.
+        tokenizer: as for :class:`TofuEvaluator`.
+        data: as for :class:`TofuEvaluator`.
         output_dir: where to write ``TOFU_EVAL.json`` / ``TOFU_SUMMARY.json``.
         **kwargs: any :class:`TofuEvaluator` keyword except ``retain_logs``.
 

@@ -53,8 +53,10 @@ def dpo_loss(
         L = −(2/β) · mean_b log σ(β [(c_b − c_b^ref) − (r_b − r_b^ref)])
 
     Args:
-        chosen_log_prob, rejected_log_prob: ``[B]`` sequence log-probabilities under θ.
-        ref_chosen_log_prob, ref_rejected_log_prob: ``[B]`` the same under θ_ref (detached).
+        chosen_log_prob: ``[B]`` log-probabilities of the refusals under θ.
+        rejected_log_prob: ``[B]`` log-probabilities of the forget answers under θ.
+        ref_chosen_log_prob: ``[B]`` the refusals under θ_ref (detached).
+        ref_rejected_log_prob: ``[B]`` the forget answers under θ_ref (detached).
         beta: inverse temperature β > 0.
 
     Returns:
