@@ -144,6 +144,14 @@ def run_unlearning(
             dtype=cfg.model.dtype,
             trust_remote_code=cfg.model.trust_remote_code,
         )
+    overlap = count_overlap(splits[forget_split], splits[retain_split])
+    if overlap:
+        warnings.warn(
+            f"{overlap} question-answer pairs of {forget_split!r} also appear in "
+            f"{retain_split!r}: the retain constraint will hold on to what the forget objective "
+            "removes. Make the splits disjoint.",
+            stacklevel=2,
+        )
     template = PromptTemplate(kind=cfg.model.template)  # type: ignore[arg-type]
     forget = QADataset(
         splits[forget_split], tokenizer, template=template, max_length=cfg.data.max_length
@@ -294,6 +302,14 @@ def train_and_record(
                 }
             )
             run.log_dict(cfg.to_dict(), "config.yaml")
+            if engine.accelerator.is_main_process and len(history):
+                from constrained_unlearn.tracking.run_plot import plot_history
+
+                run.log_artifact(
+                    plot_history(history, result.bounds, out / "training.png"), "plots"
+                )
+            if cfg.tracking.log_model and cfg.output.save_model:
+                run.client.log_artifacts(run.run_id, str(out / "model"), "model")
         if after_training is not None:
             after_training(result, run)
     except BaseException as err:
@@ -304,6 +320,18 @@ def train_and_record(
     if run is not None:
         run.end("FINISHED")
     return result
+
+
+def count_overlap(forget_rows: Any, retain_rows: Any) -> int:
+    """How many forget (question, answer) pairs also stand in the retain rows."""
+
+    def pairs(rows: Any) -> set[tuple[str, str]]:
+        return {(str(rows[i]["question"]), str(rows[i]["answer"])) for i in range(len(rows))}
+
+    try:
+        return len(pairs(forget_rows) & pairs(retain_rows))
+    except (KeyError, TypeError):  # not QA rows: nothing to compare here
+        return 0
 
 
 def _complement(forget_split: str) -> str:

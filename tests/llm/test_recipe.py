@@ -56,6 +56,18 @@ def test_recipe_trains_saves_and_logs(tmp_path):
     assert run.data.tags["method"] == "pdu"
     history = client.get_metric_history(result.run_id, "train/retain/multiplier")
     assert [m.step for m in history] == [0, 1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert artifacts == {"plots/training.png"}
+
+
+def test_overlapping_splits_warn_with_the_count(tmp_path):
+    tok = build_tokenizer()
+    rows = {"forget10": ROWS["forget10"], "retain90": ROWS["retain90"] + ROWS["forget10"][:2]}
+    cfg = _config(tmp_path, "tracking.enabled=false", "training.epochs=1")
+    with pytest.warns(
+        UserWarning, match="2 question-answer pairs of 'forget10' also appear in 'retain90'"
+    ):
+        run_unlearning(cfg, rows, model=build_model("llama", tok), tokenizer=tok)
 
 
 def test_recipe_failure_marks_run_failed(tmp_path):
