@@ -183,7 +183,7 @@ def _eval(args: argparse.Namespace) -> int:
             skip_privleak=args.retain_logs is None,
         )
     for key, value in results.items():
-        if isinstance(value, dict) and "agg_value" in value and key.count("_") < 4:
+        if isinstance(value, dict) and "agg_value" in value:
             print(f"{key:32s} {value['agg_value']}")
     return 0
 
