@@ -211,7 +211,7 @@ class UnlearningEngine:
         names = self.problem.constraint_names
         k = len(micro)
         sums = torch.zeros(2 + len(names), device=acc.device, dtype=torch.float32)
-        metric_sums: dict[str, float] = {}
+        metric_sums: dict[str, Any] = {}  # floats, or detached tensors summed on the device
         grad_ctx = nullcontext() if backward else torch.no_grad()
         with grad_ctx:
             for i, (forget, retain) in enumerate(micro):
@@ -230,7 +230,11 @@ class UnlearningEngine:
                 detached += [terms.constraints[n].detach().float().reshape(1) for n in names]
                 sums[: 1 + len(names)] += torch.cat(detached)
                 for key, value in terms.metrics.items():
-                    metric_sums[key] = metric_sums.get(key, 0.0) + float(value)
+                    if isinstance(value, torch.Tensor):  # no host sync per micro-batch
+                        value = value.detach().float().reshape(())
+                    else:
+                        value = float(value)
+                    metric_sums[key] = metric_sums.get(key, 0.0) + value
         # the last entry carries "a rank was asked to stop" (SIGINT), so all ranks agree on the
         # step at which to checkpoint and stop without another collective
         sums[-1] = k * float(self._interrupt_requested)
@@ -249,7 +253,11 @@ class UnlearningEngine:
                 raise NonFiniteError(step, f"constraint {name!r}", value)
         del bounds
         mean_values = {n: means[1 + i] for i, n in enumerate(names)}
-        return values[0], mean_values, {key: v / k for key, v in metric_sums.items()}
+        tensor_keys = [key for key, v in metric_sums.items() if isinstance(v, torch.Tensor)]
+        if tensor_keys:  # one sync for all tensor metrics of the step
+            synced = torch.stack([metric_sums[key] for key in tensor_keys]).tolist()
+            metric_sums.update(zip(tensor_keys, synced))
+        return values[0], mean_values, {key: float(v) / k for key, v in metric_sums.items()}
 
     def _primal_step(self, *, schedule: bool = True) -> float | None:
         grad_norm = None

@@ -26,12 +26,14 @@ class Terms:
         objective: scalar tensor, the forget objective L_f on the forget micro-batch.
         constraints: ``{name: scalar tensor}``, the constrained quantities (e.g. ``"retain"`` →
             retain NLL). Names must match the problem's constraints.
-        metrics: extra detached numbers to log (never differentiated).
+        metrics: extra numbers to log (never differentiated): floats, or scalar tensors, which
+            the engine sums on the device and reads once per optimiser step (no host sync per
+            micro-batch).
     """
 
     objective: torch.Tensor
     constraints: Mapping[str, torch.Tensor]
-    metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 TermsFn = Callable[[torch.nn.Module, Any, Any], Terms]

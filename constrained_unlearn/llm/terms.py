@@ -283,10 +283,10 @@ class CausalLMTerms:
 
         with torch.no_grad():
             forget_nll = token_nll(f_logits.detach(), f_targets, f_mask)
-        metrics = {
-            "forget_nll": float(forget_nll),
-            "forget_tokens": float(f_mask.sum()),
-            "retain_tokens": float(r_mask.sum()),
+        metrics = {  # tensors: the engine syncs them once per step, not per micro-batch
+            "forget_nll": forget_nll,
+            "forget_tokens": f_mask.sum(),
+            "retain_tokens": r_mask.sum(),
         }
         return Terms(objective=objective, constraints=constraints, metrics=metrics)
 
@@ -309,14 +309,12 @@ class CausalLMTerms:
         metrics = {"forget_tokens": float(f_h.shape[0]), "retain_tokens": float(r_h.shape[0])}
         if self.log_forget_nll:
             with torch.no_grad():
-                metrics["forget_nll"] = float(
-                    chunked_head_loss(
-                        f_h.detach(),
-                        weight.detach(),
-                        kind="nll",
-                        targets=f_t,
-                        bias=None if bias is None else bias.detach(),
-                        chunk_size=size,
-                    )
+                metrics["forget_nll"] = chunked_head_loss(
+                    f_h.detach(),
+                    weight.detach(),
+                    kind="nll",
+                    targets=f_t,
+                    bias=None if bias is None else bias.detach(),
+                    chunk_size=size,
                 )
         return Terms(objective=objective, constraints={"retain": retain}, metrics=metrics)
