@@ -333,18 +333,19 @@ def test_config_checks_name_the_missing_setting():
 
 
 # -- interruptions ------------------------------------------------------------------------------------
-def test_sigint_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, reference):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, reference, signum):
     class SendSigint(Callback):
         def on_step_end(self, engine, record):
             if engine.global_step == 5:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
-    handler = signal.getsignal(signal.SIGINT)
+    handler = signal.getsignal(signum)
     engine = make_engine(tmp_path, save_final=False)
     engine.callbacks.append(SendSigint())
     with pytest.raises(KeyboardInterrupt, match="checkpoint written to .*checkpoint-5"):
         fit_quietly(engine)
-    assert signal.getsignal(signal.SIGINT) is handler  # the previous handler is back
+    assert signal.getsignal(signum) is handler  # the previous handler is back
     assert names_of(ckpt.list_checkpoints(tmp_path)[0]) == ["checkpoint-5"]
     resumed = make_engine(tmp_path)
     fit_quietly(resumed, resume=True)

@@ -13,7 +13,7 @@ The engine knows no model family: it only calls ``terms_fn``.
 
 Checkpoints (:mod:`constrained_unlearn.engine.checkpoint`) are taken at optimiser-step
 boundaries: every ``save_every`` steps, at the end, and on Ctrl-C. While checkpointing is on,
-the first SIGINT only asks the run to stop: the current step finishes (all ranks agree on the
+the first SIGINT (or SIGTERM, e.g. a preemption) only asks the run to stop: the current step finishes (all ranks agree on the
 step through the step's all-reduce), a checkpoint is written and ``KeyboardInterrupt`` is
 raised; a second SIGINT interrupts at once. A resumed run (``resume=True``) continues from the
 newest complete checkpoint with the same weights, optimiser and dual state, RNG, data position
@@ -605,7 +605,11 @@ class UnlearningEngine:
 
     @contextmanager
     def _deferred_interrupt(self) -> Iterator[None]:
-        """First SIGINT: finish the step, checkpoint, stop. Second: interrupt at once."""
+        """First SIGINT or SIGTERM: finish the step, checkpoint, stop. Second: at once.
+
+        SIGTERM is what SLURM preemption and torchrun's agent send before killing a job; it is
+        handled like Ctrl-C so a preempted run leaves a checkpoint to resume from.
+        """
         on_main_thread = threading.current_thread() is threading.main_thread()
         if self.config.checkpoint_dir is None or not on_main_thread:  # signals: main thread only
             yield
@@ -620,11 +624,12 @@ class UnlearningEngine:
                 "checkpoint; press Ctrl-C again to stop immediately"
             )
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
             self._interrupt_requested = self._stop_agreed = False
 
     def _check_finite_state(self) -> None:
