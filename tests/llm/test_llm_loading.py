@@ -91,3 +91,45 @@ def test_lora_without_peft(tmp_path, monkeypatch, tokenizer_factory, model_facto
         load_model_and_tokenizer(tmp_path, lora=LoraSettings(r=4))
     with pytest.raises(ValueError, match="rank"):
         LoraSettings(r=0)
+
+
+def test_lora_trains_only_adapters_through_the_engine(tmp_path, tokenizer_factory, model_factory):
+    """LoRA end to end: only adapter weights move, the base stays frozen, the checkpoint holds
+    the adapters only."""
+    from constrained_unlearn.engine import EngineConfig, PairedData, UnlearningEngine
+    from constrained_unlearn.llm import CausalLMTerms, PadCollator, QADataset
+    from constrained_unlearn.problem import ConstraintSpec
+
+    tok = tokenizer_factory()
+    model_factory("llama", tok).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    model, tok = load_model_and_tokenizer(tmp_path / "base", lora=LoraSettings(r=4))
+    model.train()
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    assert lora_before and all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+    rows = [
+        {"question": f"Who wrote book {i}?", "answer": f"Alice wrote book {i}."} for i in range(4)
+    ]
+    engine = UnlearningEngine(
+        model,
+        CausalLMTerms(),
+        PairedData(
+            QADataset(rows, tok),
+            QADataset(rows[::-1], tok),
+            batch_size=2,
+            collate_fn=PadCollator(tok.pad_token_id),
+        ),
+        constraints=[ConstraintSpec("retain", bound=50.0)],
+        lr=1e-2,
+        config=EngineConfig(epochs=1, progress=False, cpu=True, checkpoint_dir=tmp_path / "ckpt"),
+    )
+    engine.fit()
+    after = dict(engine.unwrapped_model.named_parameters())
+    assert all(torch.equal(after[n], p) for n, p in base_before.items())
+    assert any(not torch.equal(after[n], p) for n, p in lora_before.items())
+    from safetensors.torch import load_file
+
+    (checkpoint,) = sorted((tmp_path / "ckpt").glob("checkpoint-*"))
+    stored = load_file(next(checkpoint.glob("*.safetensors")))
+    assert stored and all("lora_" in key for key in stored)
