@@ -41,9 +41,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from constrained_unlearn.evaluation import provenance as prov
+from constrained_unlearn.evaluation.attacks import memorisation_result, mia_result, side_scores
 from constrained_unlearn.evaluation.metrics import (
     KNOWMEM_STOP_STRINGS,
     MUSE_RETRAIN_MIN_K_AUC,
@@ -51,17 +50,9 @@ from constrained_unlearn.evaluation.metrics import (
     build_knowmem_prompt,
     convention_settings,
     cut_knowmem_answer,
-    exact_memorization,
-    extraction_strength,
     knowmem_scores,
-    loss_scores,
-    mia_auc,
-    min_k_plus_plus_scores,
-    min_k_scores,
     muse_privleak,
-    reference_scores,
     verbmem_scores,
-    zlib_scores,
 )
 from constrained_unlearn.evaluation.report import (
     ReferenceLog,
@@ -460,51 +451,29 @@ class MuseEvaluator:
 
     def _memorisation(self, kind: str) -> dict[str, Any]:
         correct = self._stats("verbmem").drop_last().correct
-        if kind == "es":
-            values = extraction_strength(correct, ou_compat=self.settings.es_ou_quirk)
-        else:
-            values = exact_memorization(correct)
-        metric = {
-            "agg_value": nanmean(values),
-            "value_by_index": by_index([{"score": float(v)} for v in values]),
-        }
-        return with_bootstrap(metric, values, seed=self.seed)
+        return memorisation_result(
+            correct, kind, es_ou_quirk=self.settings.es_ou_quirk, seed=self.seed
+        )
 
     def _mia(self, attack: str) -> dict[str, Any]:
-        scores: dict[str, np.ndarray] = {}
-        for side in ("forget", "holdout"):
-            stats = self._stats(side)
-            if attack == "mia_min_k":
-                scores[side] = min_k_scores(stats.drop_last().log_probs, self.mia_k)
-            elif attack == "mia_min_k_plus_plus":
-                short = stats.drop_last()
-                scores[side] = min_k_plus_plus_scores(
-                    short.log_probs, short.mu, short.sigma, self.mia_k
-                )
-            elif attack == "mia_loss":
-                scores[side] = loss_scores(stats.log_probs)
-            elif attack == "mia_zlib":
-                texts = [str(r["text"]) for r in self.rows[f"privleak/{side}"]]
-                scores[side] = zlib_scores(stats.log_probs, texts)
-            elif attack == "mia_reference":
-                ref = self._stats(side, self.reference_model).mean_nll()
-                scores[side] = reference_scores(stats.mean_nll(), ref)
-            elif attack == "mia_gradnorm":
-                scores[side] = per_example_gradnorm(
+        scores = {
+            side: side_scores(
+                attack,
+                self._stats(side),
+                self.mia_k,
+                texts=lambda side=side: [str(r["text"]) for r in self.rows[f"privleak/{side}"]],
+                reference_nll=lambda side=side: self._stats(side, self.reference_model).mean_nll(),
+                gradnorm=lambda side=side: per_example_gradnorm(
                     self.model,
                     self._privleak_sequences(side),
                     batch_size=self.batch_size,
                     pad_token_id=self._pad_id,
-                )
-            else:  # pragma: no cover - guarded by ALL_MUSE_METRICS
-                raise ValueError(attack)
-        auc = mia_auc(scores["forget"], scores["holdout"])
-        out: dict[str, Any] = {"agg_value": auc, "auc": auc, "auc_muse": 1.0 - auc}
-        for side, s in scores.items():
-            out[side] = {
-                "agg_value": nanmean(s),
-                "value_by_index": by_index([{"score": float(v)} for v in s]),
-            }
+                ),
+            )
+            for side in ("forget", "holdout")
+        }
+        out = mia_result(scores)
+        out["auc_muse"] = 1.0 - out["auc"]
         return out
 
     def _privleak(self, results: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,26 +50,19 @@ from typing import Any
 import numpy as np
 
 from constrained_unlearn.evaluation import provenance as prov
+from constrained_unlearn.evaluation.attacks import memorisation_result, mia_result, side_scores
 from constrained_unlearn.evaluation.classifier import classifier_probabilities
 from constrained_unlearn.evaluation.metrics import (
     Convention,
     aggregate_truth_ratio,
     convention_settings,
-    exact_memorization,
-    extraction_strength,
     forget_quality,
-    loss_scores,
-    mia_auc,
-    min_k_plus_plus_scores,
-    min_k_scores,
     model_utility,
     normalised_probability,
     option_normalised_probability,
-    reference_scores,
     rouge_scores,
     tofu_privleak,
     truth_ratios,
-    zlib_scores,
 )
 from constrained_unlearn.evaluation.metrics.truth_ratio import OU_EPSILON
 from constrained_unlearn.evaluation.report import (
@@ -575,39 +568,21 @@ class TofuEvaluator:
 
     def _memorisation(self, kind: str) -> dict[str, Any]:
         correct = self._forget_scores()["answer"].stats.drop_last().correct
-        if kind == "es":
-            values = extraction_strength(correct, ou_compat=self.settings.es_ou_quirk)
-        else:
-            values = exact_memorization(correct)
-        metric = {
-            "agg_value": nanmean(values),
-            "value_by_index": by_index([{"score": float(v)} for v in values]),
-        }
-        return with_bootstrap(metric, values, seed=self.seed)
+        return memorisation_result(
+            correct, kind, es_ou_quirk=self.settings.es_ou_quirk, seed=self.seed
+        )
 
     def _mia(self, attack: str) -> dict[str, Any]:
-        sides = {"forget": self._mia_scores("forget"), "holdout": self._mia_scores("holdout")}
         scores: dict[str, np.ndarray] = {}
-        for side, col in sides.items():
-            stats = col.stats
-            if attack == "mia_min_k":
-                scores[side] = min_k_scores(stats.drop_last().log_probs, self.mia_k)
-            elif attack == "mia_min_k_plus_plus":
-                short = stats.drop_last()
-                scores[side] = min_k_plus_plus_scores(
-                    short.log_probs, short.mu, short.sigma, self.mia_k
-                )
-            elif attack == "mia_loss":
-                scores[side] = loss_scores(stats.log_probs)
-            elif attack == "mia_zlib":
-                texts = [
+        for side in ("forget", "holdout"):
+            col = self._mia_scores(side)
+
+            def texts(col: Any = col) -> list[str]:
+                return [
                     self.tokenizer.decode(ids, skip_special_tokens=True) for ids in col.target_ids
                 ]
-                scores[side] = zlib_scores(stats.log_probs, texts)
-            elif attack == "mia_reference":
-                ref = self._reference_nll(side)
-                scores[side] = reference_scores(stats.mean_nll(), ref)
-            elif attack == "mia_gradnorm":
+
+            def gradnorm(side: str = side) -> np.ndarray:
                 sequences = [
                     encode_pair(
                         self.tokenizer,
@@ -618,22 +593,22 @@ class TofuEvaluator:
                     )
                     for r in self._set_rows(side)
                 ]
-                scores[side] = per_example_gradnorm(
+                return per_example_gradnorm(
                     self.model,
                     sequences,
                     batch_size=self.batch_size,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-            else:  # pragma: no cover - guarded by ALL_TOFU_METRICS
-                raise ValueError(attack)
-        auc = mia_auc(scores["forget"], scores["holdout"])
-        out: dict[str, Any] = {"agg_value": auc, "auc": auc}
-        for side, s in scores.items():
-            out[side] = {
-                "agg_value": nanmean(s),
-                "value_by_index": by_index([{"score": float(v)} for v in s]),
-            }
-        return out
+
+            scores[side] = side_scores(
+                attack,
+                col.stats,
+                self.mia_k,
+                texts=texts,
+                reference_nll=lambda side=side: self._reference_nll(side),
+                gradnorm=gradnorm,
+            )
+        return mia_result(scores)
 
     def _reference_nll(self, side: str) -> np.ndarray:
         key = ("reference", side)
