@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 
+from constrained_unlearn.benchmarks import _cache as cache_module
 from constrained_unlearn.benchmarks.minitofu import (
     CACHE_ENV,
     PRESETS,
@@ -208,7 +209,7 @@ def test_custom_size_uses_default_model_and_training():
 
 def test_temporary_folders_of_dead_builds_are_removed(tmp_path, monkeypatch):
     key = cache_key(cache_key_inputs(7, PRESETS["tiny"], "forget10"))
-    host = build_module._host()
+    host = cache_module._host()
     dead = tmp_path / f".tmp-{key}-{host}-999999999-0000aaaa"  # pid beyond any pid_max
     alive = tmp_path / f".tmp-{key}-{host}-{os.getppid()}-0000bbbb"
     other_host = tmp_path / f".tmp-{key}-elsewhere-999999999-0000cccc"

@@ -29,15 +29,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from constrained_unlearn.benchmarks._cache import ensure_entry
 from constrained_unlearn.benchmarks.minimuse.generator import (
     GENERATOR_VERSION,
     MiniMuseSize,
@@ -54,7 +53,8 @@ from constrained_unlearn.benchmarks.muse import load_muse
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
+from constrained_unlearn.benchmarks._cache import MANIFEST  # noqa: E402
+
 TRAINED_SPLITS: dict[str, tuple[str, ...]] = {
     "target": ("forget", "retain1", "retain2"),
     "retrain": ("retain1", "retain2"),
@@ -322,34 +322,12 @@ def build_minimuse(
     preset, recipe = _resolve_recipe(size)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     key = cache_key(cache_key_inputs(seed, recipe))
-    entry = root / key
-    if entry.exists() and not (entry / MANIFEST).is_file():
-        raise RuntimeError(
-            f"cache entry {entry} exists without {MANIFEST} (not written by this library or "
-            "tampered with); delete the folder and build again"
-        )
-    hit = (entry / MANIFEST).is_file() and not force
-    if not hit:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def build(tmp: Path) -> None:
         logger.info("building mini-MUSE %s (preset %s, seed %d) in %s", key, preset, seed, tmp)
-        try:
-            _build_entry(tmp, seed, recipe, progress)
-            if force and entry.exists():
-                trash = root / f".tmp-old-{key}-{uuid.uuid4().hex[:8]}"
-                os.rename(entry, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-            try:
-                os.rename(tmp, entry)
-            except OSError:
-                if not (entry / MANIFEST).is_file():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    with open(entry / MANIFEST, encoding="utf-8") as f:
-        manifest = json.load(f)
+        _build_entry(tmp, seed, recipe, progress)
+
+    entry, manifest, hit = ensure_entry(root, key, build, force=force)
     return MiniMuse(
         root=entry,
         key=key,

@@ -31,10 +31,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import socket
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +40,7 @@ from typing import Any
 import datasets
 import torch
 
+from constrained_unlearn.benchmarks._cache import MANIFEST, ensure_entry
 from constrained_unlearn.benchmarks.minitofu.finetune import TrainSettings, finetune
 from constrained_unlearn.benchmarks.minitofu.generator import (
     GENERATOR_VERSION,
@@ -64,7 +62,6 @@ from constrained_unlearn.benchmarks.tofu import load_tofu
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "CONSTRAINED_UNLEARN_CACHE"
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -164,29 +161,6 @@ class MiniTofu:
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(self.retain_path).eval()
-
-
-def _host() -> str:
-    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
-
-
-def _remove_dead_tmp(root: Path, key: str) -> None:
-    """Delete ``.tmp-<key>-<this host>-<pid>-*`` folders whose process no longer runs.
-
-    A build killed by a signal cannot clean up after itself; its folder is recognised by the
-    host name and process id in its name. Folders of other hosts (a shared cache) are left alone.
-    """
-    prefix = f".tmp-{key}-{_host()}-"
-    for path in root.glob(prefix + "*"):
-        pid_text = path.name[len(prefix) :].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:  # alive, owned by another user
-            continue
 
 
 def _resolve_recipe(size: str | MiniTofuSize | Recipe) -> tuple[str, Recipe]:
@@ -332,40 +306,18 @@ def build_minitofu(
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     inputs = cache_key_inputs(seed, recipe, forget_split)
     key = cache_key(inputs)
-    entry = root / key
-    hit = (entry / MANIFEST).is_file() and not force
-    if entry.exists() and not (entry / MANIFEST).is_file():
-        raise RuntimeError(
-            f"cache entry {entry} exists without {MANIFEST} (not written by this library or "
-            "tampered with); delete the folder and build again"
-        )
-    if not hit:
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_dead_tmp(root, key)
-        tmp = root / f".tmp-{key}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def build(tmp: Path) -> None:
         logger.info("building mini-TOFU %s (preset %s, seed %d) in %s", key, preset, seed, tmp)
         threads_before = torch.get_num_threads()
         try:
             if num_threads is not None:
                 torch.set_num_threads(num_threads)
             _build_entry(tmp, seed, recipe, forget_split, progress, evaluate)
-            if force and entry.exists():
-                trash = root / f".tmp-old-{key}-{uuid.uuid4().hex[:8]}"
-                os.rename(entry, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-            try:
-                os.rename(tmp, entry)
-            except OSError:
-                if not (entry / MANIFEST).is_file():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         finally:
             torch.set_num_threads(threads_before)
-    with open(entry / MANIFEST, encoding="utf-8") as f:
-        manifest = json.load(f)
+
+    entry, manifest, hit = ensure_entry(root, key, build, force=force)
     data_dir = entry / "data"
     data = {name: load_tofu(name, data_dir) for name in sorted(manifest["rows"])}
     return MiniTofu(
