@@ -37,7 +37,7 @@ from constrained_unlearn.benchmarks.minitofu.finetune import (
     FinetuneLog,
     TrainSettings,
     answer_nll,
-    lr_factor,
+    make_optimizer,
 )
 from constrained_unlearn.llm.collate import pad_collate
 from constrained_unlearn.llm.corpus import CorpusDataset, tokenizer_adds_bos
@@ -192,19 +192,7 @@ def train_corpus_model(
     expected_blocks = math.ceil(len(pairs) / ((1 + qa_block_max) / 2)) if pairs else 0
     steps_per_epoch = math.ceil((len(doc_items) + expected_blocks) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": settings.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=settings.learning_rate,
-        betas=settings.betas,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(min(s, total - 1), total, settings)
-    )
+    optimizer, scheduler = make_optimizer(model, settings, total)
     pad = int(tokenizer.pad_token_id)
     log = FinetuneLog()
     start = time.perf_counter()

@@ -91,6 +91,27 @@ def lr_factor(step: int, total_steps: int, settings: TrainSettings) -> float:
     return r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def make_optimizer(
+    model: torch.nn.Module, settings: TrainSettings, total_steps: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no weight decay on biases and norms) with the warm-up + cosine schedule
+    :func:`lr_factor`, held at its last value past ``total_steps``."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=settings.learning_rate,
+        betas=settings.betas,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(min(s, total_steps - 1), total_steps, settings)
+    )
+    return optimizer, scheduler
+
+
 def answer_nll(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token NLL over supervised positions (module docstring), a scalar.
 
@@ -138,19 +159,7 @@ def finetune(
     n = len(items)
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total = steps_per_epoch * settings.epochs
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": settings.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=settings.learning_rate,
-        betas=settings.betas,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, settings)
-    )
+    optimizer, scheduler = make_optimizer(model, settings, total)
     rng = random.Random(seed)
     log = FinetuneLog()
     start = time.perf_counter()
