@@ -14,6 +14,7 @@ from constrained_unlearn.losses import (
     npo_loss,
     sequence_log_prob,
     simnpo_loss,
+    support_margin_loss,
     token_nll,
 )
 
@@ -172,3 +173,71 @@ def test_token_nll_masked_positions_contribute_nothing():
     loss.backward()
     assert loss.item() == pytest.approx(token_nll(logits, targets, mask).item())
     assert torch.all(poisoned.grad[0, 0] == 0)
+
+
+# -- flattening over a support (class forgetting) -----------------------------------------
+def brute_support_margin(logits, support, gap):
+    total = 0.0
+    for z in logits.tolist():
+        kept = [v for v, s in zip(z, support.tolist()) if s]
+        excluded = [v for v, s in zip(z, support.tolist()) if not s]
+        mean = sum(kept) / len(kept)
+        hinge = max(0.0, max(excluded) - mean + gap) if excluded else 0.0
+        total += (max(kept) - mean) ** 2 + hinge**2
+    return total / len(logits)
+
+
+def test_support_margin_hand_computed():
+    support = torch.tensor([True, True, True, False])
+    # S-logits (3, 1, 2): μ_S = 2, m_S = 1; excluded 0 − 2 + 1 < 0 → 1
+    assert support_margin_loss(torch.tensor([[3.0, 1.0, 2.0, 0.0]]), support, gap=1.0).item() == 1
+    # S-logits equal (1, 1, 1): m_S = 0; excluded 4 − 1 + 1 = 4 → 16
+    assert support_margin_loss(torch.tensor([[1.0, 1.0, 1.0, 4.0]]), support, gap=1.0).item() == 16
+    # the same row with gap 0 → (4 − 1)² = 9
+    assert support_margin_loss(torch.tensor([[1.0, 1.0, 1.0, 4.0]]), support, gap=0.0).item() == 9
+
+
+def test_support_margin_equals_brute_force_and_masks():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 6, 9) * 3
+    support = torch.rand(9) > 0.3
+    support[0], support[1] = True, False
+    mask = torch.rand(4, 6) > 0.4
+    expected = brute_support_margin(logits[mask], support, gap=2.5)
+    got = support_margin_loss(logits, support, mask, gap=2.5).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+    # masked positions contribute nothing, even a poisoned one
+    poisoned = logits.clone()
+    poisoned[~mask] = float("nan")
+    assert support_margin_loss(poisoned, support, mask, gap=2.5).item() == pytest.approx(got)
+
+
+def test_support_margin_full_support_is_the_margin_loss():
+    torch.manual_seed(1)
+    logits = torch.randn(5, 7)
+    everything = torch.ones(7, dtype=torch.bool)
+    assert support_margin_loss(logits, everything).item() == pytest.approx(
+        margin_flattening_loss(logits).item(), rel=1e-6
+    )
+
+
+def test_support_margin_zero_iff_flat_on_support_and_excluded_below():
+    support = torch.tensor([True, True, True, False])
+    target = torch.tensor([[2.0, 2.0, 2.0, -3.0]])  # excluded exactly gap = 5 below
+    assert support_margin_loss(target, support, gap=5.0).item() == 0.0
+    for index, delta in ((0, 1e-3), (3, 1e-3)):  # unflatten S, or raise the excluded logit
+        moved = target.clone()
+        moved[0, index] += delta
+        assert support_margin_loss(moved, support, gap=5.0).item() > 0
+
+
+def test_support_margin_bad_inputs():
+    logits = torch.zeros(2, 3)
+    with pytest.raises(TypeError, match="support must be a boolean tensor"):
+        support_margin_loss(logits, torch.tensor([1, 1, 0]))
+    with pytest.raises(ValueError, match=r"give one flag per class, shape \[3\]"):
+        support_margin_loss(logits, torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="support selects no class"):
+        support_margin_loss(logits, torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="gap must be a finite number ≥ 0"):
+        support_margin_loss(logits, torch.tensor([True, True, False]), gap=float("nan"))

@@ -7,7 +7,13 @@ With ``z = f_θ(x) ∈ R^{B×C}`` the class logits:
     "retain"   L_r = −(1/B_r) Σ_{i∈retain batch} log softmax(z_i)[y_i]
 
 ``L_f`` is zero exactly when the prediction on a forget example is uniform over the C classes;
-the labels of the forget batch are not used. Forget and retain batches run through the model in
+the labels of the forget batch are not used. For class forgetting the objective can instead be
+restricted to a support ``S`` (the retained classes, see
+:func:`~constrained_unlearn.losses.support_margin_loss`):
+
+    objective  L_f = (1/B_f) Σ_i [ m_S(z_i)² + max(0, max_{k∉S} z_{i,k} − μ_S(z_i) + gap)² ]
+
+which flattens over the retained classes and pushes the forgotten ones ``gap`` below them. Forget and retain batches run through the model in
 one forward pass (the model must treat examples independently: no batch norm in train mode).
 """
 
@@ -19,7 +25,7 @@ import torch
 from torch import nn
 
 from constrained_unlearn.engine.terms import Terms
-from constrained_unlearn.losses import margin_flattening_loss, token_nll
+from constrained_unlearn.losses import margin_flattening_loss, support_margin_loss, token_nll
 
 __all__ = ["ClassifierTerms"]
 
@@ -44,9 +50,19 @@ class ClassifierTerms:
     Returns ``Terms(objective=L_f, constraints={"retain": L_r}, metrics=...)`` where the
     metrics (detached, for logging) are ``forget_margin`` (mean ``max − mean`` logit on the
     forget batch) and ``forget_acc`` (accuracy on the forget batch).
+
+    Args:
+        support: ``[C]`` boolean, the classes the forget output is flattened over; ``None``
+            (default) flattens over every class.
+        gap: with a ``support``, how far the excluded classes' logits must sit below the
+            support's mean logit.
     """
 
     constraint_name = "retain"
+
+    def __init__(self, support: torch.Tensor | None = None, gap: float = 5.0) -> None:
+        self.support = support
+        self.gap = gap
 
     def __call__(self, model: nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
         x_f, y_f = _unpack(forget_batch, "forget")
@@ -57,7 +73,10 @@ class ClassifierTerms:
                 f"the model must return class logits [B, C], got {tuple(logits.shape)}"
             )
         z_f, z_r = logits[: len(x_f)], logits[len(x_f) :]
-        objective = margin_flattening_loss(z_f)
+        if self.support is None:
+            objective = margin_flattening_loss(z_f)
+        else:
+            objective = support_margin_loss(z_f, self.support, gap=self.gap)
         retain = token_nll(z_r, y_r)
         with torch.no_grad():
             margin = (z_f.max(dim=-1).values - z_f.mean(dim=-1)).mean()

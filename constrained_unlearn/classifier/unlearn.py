@@ -2,6 +2,15 @@
 
 ``L_f`` is the margin-flattening loss on the forget examples' class logits and ``L_r`` the
 cross-entropy on the retain examples (:class:`~constrained_unlearn.classifier.terms.ClassifierTerms`).
+What "flat" means depends on the scenario (``flatten_over``):
+
+* random forgetting — flat over all C classes (the forget examples look like noise);
+* class forgetting — flat over the C − 1 retained classes with the forgotten class's logit
+  ``gap`` below them (:func:`~constrained_unlearn.losses.support_margin_loss`). That is what
+  the retrained model does on the forgotten class: it never learnt the class, so it spreads the
+  prediction over the others and gives the class almost nothing. Flattening over all C classes
+  would leave the forgotten class's top-1 accuracy at chance (1/C) instead of ≈ 0.
+
 The bound is either given (``epsilon``) or calibrated on the **full** retain set at the start,
 
     ε = (1 + slack) · L_r(θ₀),
@@ -23,15 +32,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from constrained_unlearn.classifier.data import ClassifierSplit
 from constrained_unlearn.classifier.evaluation import per_example_loss
 from constrained_unlearn.classifier.terms import ClassifierTerms
 from constrained_unlearn.engine import EngineConfig, History, PairedData, UnlearningEngine
+from constrained_unlearn.losses import support_margin_per_position
 from constrained_unlearn.problem import ConstraintSpec, InfeasibleStartWarning
 from constrained_unlearn.solvers import Solver, make_solver
 from constrained_unlearn.solvers.augmented_lagrangian import AugmentedLagrangian
+
+FlattenOver = Literal["auto", "all", "retained"]
 
 __all__ = ["ClassifierUnlearningResult", "unlearn_classifier"]
 
@@ -89,6 +102,24 @@ def _build_solver(
     return make_solver(solver, **kwargs)
 
 
+def _support(split: ClassifierSplit, flatten_over: str):
+    """The ``[C]`` support mask of the forget objective, or ``None`` for "all classes"."""
+    if flatten_over not in ("auto", "all", "retained"):
+        raise ValueError(f"flatten_over must be 'auto', 'all' or 'retained', got {flatten_over!r}")
+    if flatten_over == "auto":
+        flatten_over = "retained" if split.forget_class is not None else "all"
+    if flatten_over == "all":
+        return None
+    if split.forget_class is None:
+        raise ValueError(
+            "flatten_over='retained' needs a class-forgetting split (split.forget_class is "
+            "None for random forgetting); use flatten_over='all' or 'auto'"
+        )
+    support = torch.ones(split.num_classes, dtype=torch.bool)
+    support[split.forget_class] = False
+    return support
+
+
 def unlearn_classifier(
     model: nn.Module,
     split: ClassifierSplit,
@@ -106,6 +137,8 @@ def unlearn_classifier(
     solver_kwargs: Mapping[str, Any] | None = None,
     lr_scheduler: Literal["constant", "linear", "cosine"] = "cosine",
     max_grad_norm: float | None = None,
+    flatten_over: FlattenOver = "auto",
+    gap: float = 5.0,
     seed: int = 0,
     in_place: bool = False,
     progress: bool = False,
@@ -139,6 +172,12 @@ def unlearn_classifier(
             nupi, ``{"warmup_steps": 10}``).
         lr_scheduler: primal learning-rate decay (see :class:`EngineConfig`).
         max_grad_norm: clip the primal gradient (``None``: no clipping).
+        flatten_over: the classes the forget output is flattened over: ``"all"`` (uniform over
+            C), ``"retained"`` (uniform over the classes other than ``split.forget_class``,
+            which is pushed ``gap`` below; class forgetting only) or ``"auto"`` (``"retained"``
+            for class forgetting, ``"all"`` for random forgetting).
+        gap: with ``"retained"``, the distance ≥ 0 of the forgotten class's logit below the
+            mean retained logit (``gap = 5``: the class gets ≤ e⁻⁵ of a retained class's mass).
         seed: seed of the batch order and of the engine.
         in_place: modify ``model`` itself instead of a deep copy.
         progress: show the engine's progress bar.
@@ -158,6 +197,11 @@ def unlearn_classifier(
         raise ValueError(f"tighten must be in [0, 1), got {tighten!r}")
     if not isinstance(split, ClassifierSplit):
         raise TypeError(f"split must be a ClassifierSplit, got {type(split).__name__}")
+    support = _support(split, flatten_over)
+    terms = ClassifierTerms(support=support, gap=gap)
+    if support is not None:
+        # validate the gap before any compute
+        support_margin_per_position(split.x_forget.new_zeros(1, split.num_classes), support, gap)
     solver_obj = _build_solver(solver, multiplier_init, dual_lr, solver_kwargs)
     if not in_place:
         model = copy.deepcopy(model)
@@ -178,7 +222,7 @@ def unlearn_classifier(
     )
     engine = UnlearningEngine(
         model,
-        ClassifierTerms(),
+        terms,
         data,
         constraints=[ConstraintSpec("retain", bound=target)],
         solver=solver_obj,

@@ -5,7 +5,12 @@ and reduces over exactly the positions its mask selects.
 """
 
 from constrained_unlearn.losses.entropy import kl_to_uniform_loss, negative_entropy_loss
-from constrained_unlearn.losses.margin import margin_flattening_loss, margin_per_position
+from constrained_unlearn.losses.margin import (
+    margin_flattening_loss,
+    margin_per_position,
+    support_margin_loss,
+    support_margin_per_position,
+)
 from constrained_unlearn.losses.masking import masked_mean, next_token_alignment
 from constrained_unlearn.losses.nll import sequence_log_prob, token_nll
 from constrained_unlearn.losses.preference import npo_loss, simnpo_loss
@@ -20,5 +25,7 @@ __all__ = [
     "npo_loss",
     "sequence_log_prob",
     "simnpo_loss",
+    "support_margin_loss",
+    "support_margin_per_position",
     "token_nll",
 ]

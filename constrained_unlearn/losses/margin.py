@@ -62,3 +62,94 @@ def margin_flattening_loss(logits: torch.Tensor, mask: torch.Tensor | None = Non
     if selected.shape[0] == 0:
         masked_mean(logits.new_zeros(mask.shape), mask)  # raises the "selects no position" error
     return (margin_per_position(selected) ** 2).mean()
+
+
+def _check_support(support: torch.Tensor, num_classes: int, gap: float) -> torch.Tensor:
+    if not isinstance(support, torch.Tensor) or support.dtype != torch.bool:
+        raise TypeError(
+            "support must be a boolean tensor [V], true on the classes the output is flattened "
+            f"over; got {type(support).__name__}"
+            + (f" of dtype {support.dtype}" if isinstance(support, torch.Tensor) else "")
+        )
+    if support.shape != (num_classes,):
+        raise ValueError(
+            f"support has shape {tuple(support.shape)} but the logits have {num_classes} classes; "
+            f"give one flag per class, shape [{num_classes}]"
+        )
+    if not bool(support.any()):
+        raise ValueError("support selects no class; keep at least one class in the support")
+    if not (isinstance(gap, (int, float)) and gap >= 0 and gap == gap and gap != float("inf")):
+        raise ValueError(f"gap must be a finite number ≥ 0, got {gap!r}")
+    return support
+
+
+def support_margin_per_position(
+    logits: torch.Tensor, support: torch.Tensor, gap: float = 5.0
+) -> torch.Tensor:
+    """Per-position loss of flattening over a class subset ``S`` and pushing the rest below it.
+
+    With ``S`` the support (the classes the output may still spread over) and ``μ_S(z)`` the
+    mean logit over ``S``:
+
+        m_S(z) = max_{k∈S} z_k − μ_S(z)                       (margin inside the support)
+        h(z)   = max(0, max_{k∉S} z_k − μ_S(z) + gap)          (excluded logits not gap below)
+        ℓ(z)   = m_S(z)² + h(z)²
+
+    ``ℓ`` is zero exactly when the logits are equal on ``S`` and every excluded logit is at
+    least ``gap`` below them: the softmax is uniform over ``S`` and gives each excluded class at
+    most ``e^{−gap}`` times the mass of a supported one. With ``S`` = every class it is the
+    margin loss ``m(z)²``. This is the forget target of *class* forgetting: a model retrained
+    without class ``c`` spreads its prediction on a ``c`` example over the other classes and
+    gives ``c`` almost nothing; flattening over every class would instead give ``c`` a share
+    ``1/V`` and leave top-1 accuracy on ``c`` at chance.
+
+    Args:
+        logits: ``[..., V]`` in any float dtype.
+        support: ``[V]`` boolean, true on the classes of ``S`` (at least one).
+        gap: the required distance ``≥ 0`` of the excluded logits below ``μ_S``.
+
+    Returns:
+        ``[...]`` float32 losses ``ℓ``.
+    """
+    if logits.dim() < 1 or logits.shape[-1] < 2:
+        raise ValueError(f"logits need a last dimension of size ≥ 2, got {tuple(logits.shape)}")
+    support = _check_support(support, logits.shape[-1], gap).to(logits.device)
+    kept = logits[..., support]
+    mean = kept.mean(dim=-1, dtype=torch.float32)
+    inside = kept.max(dim=-1).values.float() - mean
+    loss = inside**2
+    if not bool(support.all()):
+        excluded = logits[..., ~support].max(dim=-1).values.float()
+        loss = loss + torch.relu(excluded - mean + gap) ** 2
+    return loss
+
+
+def support_margin_loss(
+    logits: torch.Tensor,
+    support: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gap: float = 5.0,
+) -> torch.Tensor:
+    """Mean of :func:`support_margin_per_position` over the supervised positions.
+
+        L = (1/|M|) Σ_{p ∈ M} [ m_S(z_p)² + max(0, max_{k∉S} z_{p,k} − μ_S(z_p) + gap)² ]
+
+    Args:
+        logits: ``[B, C]`` class logits or ``[B, T, V]`` token logits.
+        support: ``[V]`` boolean, true on the classes the output is flattened over.
+        mask: ``[B]`` / ``[B, T]`` boolean, true on positions that count; ``None`` for all.
+        gap: distance ``≥ 0`` the excluded logits must keep below the support's mean.
+
+    Returns:
+        A float32 scalar.
+    """
+    if mask is not None:
+        if mask.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} does not match logits {tuple(logits.shape)} "
+                "without the last dimension"
+            )
+        logits = logits[mask.bool()]
+        if logits.shape[0] == 0:
+            masked_mean(mask.new_zeros(mask.shape, dtype=torch.float32), mask)  # raises
+    return support_margin_per_position(logits, support, gap).mean()
