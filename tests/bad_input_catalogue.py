@@ -70,6 +70,28 @@ def _engine(**kwargs):
     return run
 
 
+def _under_deepspeed(accumulation: int = 1, **kwargs):
+    # the check reads only accelerator.distributed_type; DeepSpeed itself is not needed
+    def run(tmp):
+        from unittest import mock
+
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType
+
+        from constrained_unlearn.engine import EngineConfig
+
+        config = EngineConfig(
+            epochs=1, progress=False, cpu=True, gradient_accumulation_steps=accumulation
+        )
+        inner = _engine(config=config, **kwargs)
+
+        deepspeed = mock.PropertyMock(return_value=DistributedType.DEEPSPEED)
+        with mock.patch.object(Accelerator, "distributed_type", new_callable=lambda: deepspeed):
+            return inner(tmp)
+
+    return run
+
+
 def _terms_wrong_names(model, forget, retain):
     from toy_problems import classifier_terms
 
@@ -372,6 +394,23 @@ CATALOGUE: list[BadInput] = [
         ValueError,
         r"terms_fn returned constraint values \['retian'\], but the problem's constraints are \['retain'\]",
         "Return one value per ConstraintSpec, under the same names.",
+    ),
+    BadInput(
+        "engine",
+        "gradient accumulation under DeepSpeed",
+        _under_deepspeed(accumulation=2),
+        ValueError,
+        r"gradient_accumulation_steps=2 is not supported under DeepSpeed",
+        "Set gradient_accumulation_steps to 1 (raise the per-device batch or the GPU count), "
+        "or use FSDP/DDP.",
+    ),
+    BadInput(
+        "engine",
+        "extragradient under DeepSpeed",
+        _under_deepspeed(solver="extragradient"),
+        ValueError,
+        r"solver 'extragradient' extrapolates θ and restores it",
+        "Use gda, alternating-gda, nupi or augmented-lagrangian, or FSDP/DDP for extragradient.",
     ),
     # -- data ------------------------------------------------------------------------------
     BadInput(

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device, set_seed
+from accelerate.utils import DistributedType, send_to_device, set_seed
 from tqdm.auto import tqdm
 
 from constrained_unlearn.engine import checkpoint as ckpt
@@ -55,6 +55,31 @@ from constrained_unlearn.solvers import Solver, dual_step, make_solver
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
 logger = logging.getLogger(__name__)
+
+
+def _check_framework(accelerator: Accelerator, config: EngineConfig, solver: Solver) -> None:
+    """Refuse the combinations the engine's step cannot run correctly, before any compute.
+
+    Under DeepSpeed the optimiser step belongs to DeepSpeed's engine: it steps on its own
+    accumulation boundary (the engine accumulates micro-batches itself, so with K > 1 it would
+    step every micro-batch) and keeps the fp32 master weights inside, where extragradient's
+    restore of θ_t cannot reach.
+    """
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return
+    if config.gradient_accumulation_steps != 1:
+        raise ValueError(
+            f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not supported "
+            "under DeepSpeed (DeepSpeed would step on every micro-batch); set it to 1 and get "
+            "the effective batch from the per-device batch size and the number of GPUs, or use "
+            "FSDP/DDP, which accumulate correctly"
+        )
+    if solver.extragradient:
+        raise ValueError(
+            f"solver {solver.name!r} extrapolates θ and restores it, which DeepSpeed's "
+            "internal fp32 master weights do not allow; use 'gda', 'alternating-gda', 'nupi' "
+            "or 'augmented-lagrangian' under DeepSpeed, or run extragradient with FSDP/DDP"
+        )
 
 
 class UnlearningEngine:
@@ -110,6 +135,7 @@ class UnlearningEngine:
         self.accelerator = accelerator or Accelerator(
             mixed_precision=self.config.mixed_precision, cpu=self.config.cpu
         )
+        _check_framework(self.accelerator, self.config, self.solver)
         self.terms_fn = terms_fn
         self.data = data
         self.callbacks = list(callbacks)

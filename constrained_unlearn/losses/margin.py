@@ -49,19 +49,27 @@ def margin_flattening_loss(logits: torch.Tensor, mask: torch.Tensor | None = Non
     Returns:
         A float32 scalar.
     """
+    return (margin_per_position(supervised_rows(logits, mask)) ** 2).mean()
+
+
+def supervised_rows(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The logits of the positions ``mask`` selects: ``[B, T, V]``, ``[B, T]`` → ``[N, V]``.
+
+    Selecting *before* computing a loss means unsupervised positions contribute nothing at all,
+    not even a NaN gradient from a poisoned (e.g. padding) row. ``mask=None`` returns
+    ``logits`` unchanged.
+    """
     if mask is None:
-        return (margin_per_position(logits) ** 2).mean()
+        return logits
     if mask.shape != logits.shape[:-1]:
         raise ValueError(
             f"mask shape {tuple(mask.shape)} does not match logits {tuple(logits.shape)} "
             "without the last dimension"
         )
-    # Select before computing: unsupervised positions then contribute nothing at all, not even
-    # a NaN gradient from a poisoned (e.g. padding) row.
     selected = logits[mask.bool()]
     if selected.shape[0] == 0:
         masked_mean(logits.new_zeros(mask.shape), mask)  # raises the "selects no position" error
-    return (margin_per_position(selected) ** 2).mean()
+    return selected
 
 
 def _check_support(support: torch.Tensor, num_classes: int, gap: float) -> torch.Tensor:
@@ -143,13 +151,4 @@ def support_margin_loss(
     Returns:
         A float32 scalar.
     """
-    if mask is not None:
-        if mask.shape != logits.shape[:-1]:
-            raise ValueError(
-                f"mask shape {tuple(mask.shape)} does not match logits {tuple(logits.shape)} "
-                "without the last dimension"
-            )
-        logits = logits[mask.bool()]
-        if logits.shape[0] == 0:
-            masked_mean(mask.new_zeros(mask.shape, dtype=torch.float32), mask)  # raises
-    return support_margin_per_position(logits, support, gap).mean()
+    return support_margin_per_position(supervised_rows(logits, mask), support, gap).mean()
