@@ -123,6 +123,10 @@ def test_classifier_terms_with_a_support_hand_computed():
     # row 1: S-logits (1, 0), μ_S = ½, m_S = ½; excluded 0 − ½ + 1 = ½ > 0  →  ¼ + ¼ = ½
     # row 2: S-logits (0, 0), m_S = 0; excluded 3 − 0 + 1 = 4  →  16;  mean (½ + 16) / 2
     assert float(terms.objective) == pytest.approx((0.5 + 16) / 2, rel=1e-6)
+    with pytest.raises(TypeError, match="support must be a boolean tensor"):
+        ClassifierTerms(support=torch.tensor([1, 1, 0]))
+    with pytest.raises(ValueError, match="gap must be a finite number ≥ 0"):
+        ClassifierTerms(support=support, gap=float("inf"))
 
 
 def test_mia_auc_hand_computed():

@@ -26,6 +26,7 @@ from torch import nn
 
 from constrained_unlearn.engine.terms import Terms
 from constrained_unlearn.losses import margin_flattening_loss, support_margin_loss, token_nll
+from constrained_unlearn.losses.margin import check_support
 
 __all__ = ["ClassifierTerms"]
 
@@ -61,6 +62,8 @@ class ClassifierTerms:
     constraint_name = "retain"
 
     def __init__(self, support: torch.Tensor | None = None, gap: float = 5.0) -> None:
+        if support is not None:
+            check_support(support, support.numel() if isinstance(support, torch.Tensor) else 0, gap)
         self.support = support
         self.gap = gap
 

@@ -39,7 +39,6 @@ from constrained_unlearn.classifier.data import ClassifierSplit
 from constrained_unlearn.classifier.evaluation import per_example_loss
 from constrained_unlearn.classifier.terms import ClassifierTerms
 from constrained_unlearn.engine import EngineConfig, History, PairedData, UnlearningEngine
-from constrained_unlearn.losses import support_margin_per_position
 from constrained_unlearn.problem import ConstraintSpec, InfeasibleStartWarning
 from constrained_unlearn.solvers import Solver, make_solver
 from constrained_unlearn.solvers.augmented_lagrangian import AugmentedLagrangian
@@ -198,10 +197,7 @@ def unlearn_classifier(
     if not isinstance(split, ClassifierSplit):
         raise TypeError(f"split must be a ClassifierSplit, got {type(split).__name__}")
     support = _support(split, flatten_over)
-    terms = ClassifierTerms(support=support, gap=gap)
-    if support is not None:
-        # validate the gap before any compute
-        support_margin_per_position(split.x_forget.new_zeros(1, split.num_classes), support, gap)
+    terms = ClassifierTerms(support=support, gap=gap)  # validates the gap before any compute
     solver_obj = _build_solver(solver, multiplier_init, dual_lr, solver_kwargs)
     if not in_place:
         model = copy.deepcopy(model)

@@ -72,7 +72,8 @@ def supervised_rows(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Te
     return selected
 
 
-def _check_support(support: torch.Tensor, num_classes: int, gap: float) -> torch.Tensor:
+def check_support(support: torch.Tensor, num_classes: int, gap: float) -> torch.Tensor:
+    """Validate a support mask ``[V]`` and a gap; errors name the argument and the fix."""
     if not isinstance(support, torch.Tensor) or support.dtype != torch.bool:
         raise TypeError(
             "support must be a boolean tensor [V], true on the classes the output is flattened "
@@ -121,7 +122,7 @@ def support_margin_per_position(
     """
     if logits.dim() < 1 or logits.shape[-1] < 2:
         raise ValueError(f"logits need a last dimension of size ≥ 2, got {tuple(logits.shape)}")
-    support = _check_support(support, logits.shape[-1], gap).to(logits.device)
+    support = check_support(support, logits.shape[-1], gap).to(logits.device)
     kept = logits[..., support]
     mean = kept.mean(dim=-1, dtype=torch.float32)
     inside = kept.max(dim=-1).values.float() - mean
