@@ -48,7 +48,6 @@ from constrained_unlearn.evaluation.metrics import (
     MUSE_RETRAIN_MIN_K_AUC,
     Convention,
     build_knowmem_prompt,
-    convention_settings,
     cut_knowmem_answer,
     knowmem_scores,
     muse_privleak,
@@ -168,17 +167,10 @@ class MuseEvaluator:
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        self.settings = convention_settings(convention)
+        self.settings = prov.evaluator_settings(
+            "MUSE", convention, compat=compat, batch_size=batch_size
+        )
         self.convention = Convention(self.settings.convention)
-        if self.convention is Convention.TOFU_ORIGINAL:
-            raise ValueError(
-                "convention='tofu-original' is a TOFU convention; MuseEvaluator accepts "
-                "'open-unlearning' or 'muse-original'"
-            )
-        if compat not in (None, prov.OPEN_UNLEARNING_COMPAT):
-            raise ValueError(f"compat={compat!r}; use None or 'open-unlearning'")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be ≥ 1")
         if retrain_logs is not None and retrain_auc is not None:
             raise ValueError("pass retrain_logs= or retrain_auc=, not both")
         if retrain_auc_orientation not in ("muse-original", "open-unlearning"):

@@ -314,3 +314,36 @@ __all__ = [
     "tokenizer_fingerprint",
     "weights_hash",
 ]
+
+
+def evaluator_settings(
+    benchmark: str, convention: Any, *, compat: str | None, batch_size: int
+) -> Any:
+    """Check the arguments every evaluator shares and return the convention's settings.
+
+    Args:
+        benchmark: ``"TOFU"`` or ``"MUSE"``, the evaluator asking.
+        convention: a :class:`~constrained_unlearn.evaluation.metrics.conventions.Convention`
+            or its name; the other benchmark's ``*-original`` convention is refused.
+        compat: ``None`` or ``"open-unlearning"``.
+        batch_size: sequences per forward pass, ≥ 1.
+
+    Returns:
+        The :class:`~constrained_unlearn.evaluation.metrics.conventions.ConventionSettings`.
+    """
+    from constrained_unlearn.evaluation.metrics.conventions import Convention, convention_settings
+
+    settings = convention_settings(convention)
+    original = {"TOFU": Convention.TOFU_ORIGINAL, "MUSE": Convention.MUSE_ORIGINAL}
+    other = "MUSE" if benchmark == "TOFU" else "TOFU"
+    if Convention(settings.convention) is original[other]:
+        raise ValueError(
+            f"convention={original[other].value!r} is a {other} convention; "
+            f"{benchmark.capitalize()}Evaluator accepts 'open-unlearning' or "
+            f"{original[benchmark].value!r}"
+        )
+    if compat not in (None, OPEN_UNLEARNING_COMPAT):
+        raise ValueError(f"compat={compat!r}; use None or 'open-unlearning'")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be ≥ 1")
+    return settings

@@ -55,7 +55,6 @@ from constrained_unlearn.evaluation.classifier import classifier_probabilities
 from constrained_unlearn.evaluation.metrics import (
     Convention,
     aggregate_truth_ratio,
-    convention_settings,
     forget_quality,
     model_utility,
     normalised_probability,
@@ -245,17 +244,10 @@ class TofuEvaluator:
         classifier: tuple[Any, Any] | None = None,
         progress: bool = False,
     ) -> None:
-        self.settings = convention_settings(convention)
+        self.settings = prov.evaluator_settings(
+            "TOFU", convention, compat=compat, batch_size=batch_size
+        )
         self.convention = Convention(self.settings.convention)
-        if self.convention is Convention.MUSE_ORIGINAL:
-            raise ValueError(
-                "convention='muse-original' is a MUSE convention; TofuEvaluator accepts "
-                "'open-unlearning' or 'tofu-original'"
-            )
-        if compat not in (None, prov.OPEN_UNLEARNING_COMPAT):
-            raise ValueError(f"compat={compat!r}; use None or 'open-unlearning'")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be ≥ 1")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be ≥ 1")
         self.model = model

@@ -49,3 +49,20 @@ def test_convention_settings() -> None:
     assert parse_convention("muse-original") is Convention.MUSE_ORIGINAL
     with pytest.raises(ValueError, match="'open-unlearning', 'tofu-original', 'muse-original'"):
         parse_convention("ou")
+
+
+def test_evaluator_settings_refuse_the_other_benchmarks_convention() -> None:
+    from constrained_unlearn.evaluation.provenance import evaluator_settings
+
+    tofu = evaluator_settings("TOFU", "tofu-original", compat=None, batch_size=4)
+    assert tofu.convention == "tofu-original"
+    muse = evaluator_settings("MUSE", "open-unlearning", compat="open-unlearning", batch_size=1)
+    assert muse.convention == "open-unlearning"
+    with pytest.raises(ValueError, match="'muse-original' is a MUSE convention; TofuEvaluator"):
+        evaluator_settings("TOFU", "muse-original", compat=None, batch_size=4)
+    with pytest.raises(ValueError, match="'tofu-original' is a TOFU convention; MuseEvaluator"):
+        evaluator_settings("MUSE", "tofu-original", compat=None, batch_size=4)
+    with pytest.raises(ValueError, match="compat='ou'; use None or 'open-unlearning'"):
+        evaluator_settings("TOFU", "open-unlearning", compat="ou", batch_size=4)
+    with pytest.raises(ValueError, match="batch_size=0 must be ≥ 1"):
+        evaluator_settings("MUSE", "open-unlearning", compat=None, batch_size=0)
