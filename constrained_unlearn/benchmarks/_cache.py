@@ -81,3 +81,17 @@ def ensure_entry(
             raise
     with open(entry / MANIFEST, encoding="utf-8") as f:
         return entry, json.load(f), hit
+
+
+def load_cached_tokenizer(path: Path) -> Any:
+    """The tokenizer saved in a cache entry (``PreTrainedTokenizerFast``)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def load_cached_model(path: Path) -> Any:
+    """A causal LM saved in a cache entry (safetensors), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).eval()

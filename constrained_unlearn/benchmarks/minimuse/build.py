@@ -36,7 +36,11 @@ from typing import Any
 
 import datasets
 
-from constrained_unlearn.benchmarks._cache import ensure_entry
+from constrained_unlearn.benchmarks._cache import (
+    ensure_entry,
+    load_cached_model,
+    load_cached_tokenizer,
+)
 from constrained_unlearn.benchmarks.minimuse.generator import (
     GENERATOR_VERSION,
     MiniMuseSize,
@@ -169,21 +173,15 @@ class MiniMuse:
         return muse_eval_data(self.data_dir)
 
     def load_tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.tokenizer_path)
+        return load_cached_tokenizer(self.tokenizer_path)
 
     def load_target(self) -> Any:
         """The target model (trained on every fold and both retain splits), in eval mode."""
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.target_path).eval()
+        return load_cached_model(self.target_path)
 
     def load_retrain(self) -> Any:
         """The retrained model (never saw a forget fold), in eval mode."""
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.retrain_path).eval()
+        return load_cached_model(self.retrain_path)
 
 
 def muse_eval_data(source: str | os.PathLike) -> dict[str, datasets.Dataset]:

@@ -40,7 +40,12 @@ from typing import Any
 import datasets
 import torch
 
-from constrained_unlearn.benchmarks._cache import MANIFEST, ensure_entry
+from constrained_unlearn.benchmarks._cache import (
+    MANIFEST,
+    ensure_entry,
+    load_cached_model,
+    load_cached_tokenizer,
+)
 from constrained_unlearn.benchmarks.minitofu.finetune import TrainSettings, finetune
 from constrained_unlearn.benchmarks.minitofu.generator import (
     GENERATOR_VERSION,
@@ -146,21 +151,15 @@ class MiniTofu:
 
     def load_tokenizer(self) -> Any:
         """The trained tokenizer (``PreTrainedTokenizerFast``)."""
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.tokenizer_path)
+        return load_cached_tokenizer(self.tokenizer_path)
 
     def load_target(self) -> Any:
         """The target model (trained on everything), in eval mode."""
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.target_path).eval()
+        return load_cached_model(self.target_path)
 
     def load_retain(self) -> Any:
         """The retain model (never saw ``forget_split``), in eval mode."""
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.retain_path).eval()
+        return load_cached_model(self.retain_path)
 
 
 def _resolve_recipe(size: str | MiniTofuSize | Recipe) -> tuple[str, Recipe]:
