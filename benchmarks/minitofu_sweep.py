@@ -6,6 +6,11 @@ forget ROUGE-L, final retain loss vs ε, λ at the end) goes to stdout, and ever
 MLflow (experiment ``minitofu-sweep``) so the trajectories of λ can be compared there.
 
     python benchmarks/minitofu_sweep.py --grid default
+    python benchmarks/minitofu_sweep.py --grid solvers     # each solver over its own dual step
+
+The ``solvers`` grid gives every solver other than gda a small sweep of its dual step (η, or the
+penalty c of the augmented Lagrangian, whose dual step *is* c) at the demo's ε, λ₀ and lr, so
+that the solver comparison can use each solver's best setting instead of gda's.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import subprocess
 import time
 from datetime import date
 from pathlib import Path
 
 from constrained_unlearn.recipes.config import load_config
-from constrained_unlearn.recipes.demo import DEMO_TRAINING, prepare_minitofu
+from constrained_unlearn.recipes.demo import DEMO_PDU, DEMO_TRAINING, prepare_minitofu
 from constrained_unlearn.recipes.evaluate import agg, tofu_evaluation
 from constrained_unlearn.recipes.llm_unlearn import run_unlearning
 
@@ -50,9 +56,37 @@ GRIDS = {
 }
 
 
+def _solver_configurations() -> list[dict[str, object]]:
+    # the demo's PDU settings (DEMO_PDU: ε 0.03, λ₀ 20, no warm-up), only the dual step varies
+    base: dict[str, object] = {k: v for k, v in (o.split("=", 1) for o in DEMO_PDU)}
+    base.pop("method.dual_lr")
+    out: list[dict[str, object]] = []
+    for solver in ("alternating-gda", "extragradient", "nupi"):
+        for eta in (30.0, 100.0, 300.0):  # 100 is the demo's (gda-tuned) value
+            out.append({**base, "method.solver": solver, "method.dual_lr": eta})
+    for penalty in (1.0, 5.0, 20.0):
+        out.append(
+            {
+                **base,
+                "method.solver": "augmented-lagrangian",
+                "method.solver_options": f"{{penalty: {penalty}}}",
+            }
+        )
+    return out
+
+
+def configurations(grid: str) -> list[dict[str, object]]:
+    """The overrides of every run of ``grid``: a product grid, or the per-solver list."""
+    if grid == "solvers":
+        return _solver_configurations()
+    spec = GRIDS[grid]
+    keys = list(spec)
+    return [dict(zip(keys, values)) for values in itertools.product(*(spec[k] for k in keys))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--grid", default="default", choices=sorted(GRIDS))
+    parser.add_argument("--grid", default="default", choices=[*sorted(GRIDS), "solvers"])
     parser.add_argument("--size", default="default")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output-dir", default="outputs/sweep")
@@ -64,16 +98,17 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    grid = GRIDS[args.grid]
-    keys = list(grid)
     print(
-        "| ε | λ₀ | η | lr | forget quality | MU / target MU | forget ROUGE-L | final L_r / ε | λ end | s | date | commit |"
+        "| solver | ε | λ₀ | η (or c) | lr | schedule | forget quality | MU / target MU | "
+        "forget ROUGE-L | final L_r / ε | λ end | s | date | commit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     out = Path(args.output_dir)
-    for values in itertools.product(*(grid[k] for k in keys)):
-        overrides = [f"{k}={v}" for k, v in zip(keys, values)]
-        name = "_".join(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))
+    for row in configurations(args.grid):
+        overrides = [f"{k}={v}" for k, v in row.items()]
+        name = "_".join(
+            re.sub(r"[^A-Za-z0-9.-]+", "", f"{k.split('.')[-1]}{v}") for k, v in row.items()
+        )
         model, tokenizer = prepared.load_target()
         cfg = load_config(
             None,
@@ -101,11 +136,11 @@ def main() -> None:
         )
         seconds = time.perf_counter() - start
         ev = result.evaluation or {}
-        row = dict(zip(keys, values))
+        m = cfg.method
+        step = f"c = {m.solver_options['penalty']}" if "penalty" in m.solver_options else m.dual_lr
         print(
-            f"| {row.get('method.epsilon', '—')} | {row.get('method.multiplier_init', '—')} | "
-            f"{row.get('method.dual_lr', '—')} | {row.get('training.lr', '—')} | "
-            f"{row.get('training.lr_scheduler', cfg.training.lr_scheduler)} | "
+            f"| {m.solver or 'gda'} | {m.epsilon} | {m.multiplier_init} | {step} | "
+            f"{cfg.training.lr} | {cfg.training.lr_scheduler} | "
             f"{agg(ev, 'forget_quality'):.3g} | {agg(ev, 'model_utility') / target_mu:.3f} | "
             f"{agg(ev, 'forget_Q_A_ROUGE'):.3f} | {result.final_retain_loss / result.bounds['retain']:.3f} | "
             f"{result.history.records[-1].multipliers['retain']:.3g} | {seconds:.0f} | {date.today()} | {commit} |",
