@@ -11,11 +11,13 @@ Each check prints one JSON line and the script exits non-zero if any fails:
                     2×-batch on CUDA (fp32, to 1e-5)
 
 Usage:
-    python benchmarks/gpu_check.py
+    python benchmarks/gpu_check.py                 # on the GPU
+    python benchmarks/gpu_check.py --device cpu    # the same checks on the CPU (a smoke test)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -126,6 +128,7 @@ def run_engine(batch_size: int, accumulation: int, mixed_precision: str):
             mixed_precision=mixed_precision,
             progress=False,
             infeasible_patience=None,
+            cpu=DEVICE == "cpu",
         ),
     )
     history = engine.fit()
@@ -137,12 +140,14 @@ def check_engine_bf16() -> dict:
     lambdas = history.series("retain/multiplier")
     values = history.series("objective") + history.series("retain/value")
     finite = all(torch.isfinite(torch.tensor(values)).tolist())
-    on_gpu = all(p.device.type == "cuda" for p in engine.unwrapped_model.parameters())
+    on_device = all(
+        p.device.type == torch.device(DEVICE).type for p in engine.unwrapped_model.parameters()
+    )
     return {
         "check": "engine-bf16",
         "steps": len(history),
         "lambda_first_last": [lambdas[0], lambdas[-1]],
-        "ok": finite and on_gpu and lambdas[-1] != lambdas[0],
+        "ok": finite and on_device and lambdas[-1] != lambdas[0],
     }
 
 
@@ -167,11 +172,16 @@ def check_accumulation() -> dict:
     }
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("gpu_check needs a CUDA device", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    global DEVICE
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    DEVICE = parser.parse_args(argv).device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        print("gpu_check needs a CUDA device (or pass --device cpu)", file=sys.stderr)
         return 2
-    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}))
+    name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
+    print(json.dumps({"device": name, "torch": torch.__version__}))
     failed = 0
     for check in (check_chunked_fp32, check_chunked_bf16, check_engine_bf16, check_accumulation):
         try:
