@@ -92,6 +92,15 @@ def _under_deepspeed(accumulation: int = 1, **kwargs):
     return run
 
 
+def _second_precision(tmp):
+    # a first engine fixes this process's accelerate state; a second asks for another precision
+    from constrained_unlearn.engine import EngineConfig
+
+    _engine(config=EngineConfig(epochs=1, progress=False, cpu=True, max_steps=1))(tmp)
+    bf16 = EngineConfig(epochs=1, progress=False, cpu=True, mixed_precision="bf16")
+    return _engine(config=bf16)(tmp)
+
+
 def _terms_wrong_names(model, forget, retain):
     from toy_problems import classifier_terms
 
@@ -394,6 +403,16 @@ CATALOGUE: list[BadInput] = [
         ValueError,
         r"terms_fn returned constraint values \['retian'\], but the problem's constraints are \['retain'\]",
         "Return one value per ConstraintSpec, under the same names.",
+    ),
+    BadInput(
+        "engine",
+        "a second engine with another mixed precision in the same process",
+        _second_precision,
+        ValueError,
+        r"EngineConfig\(mixed_precision='bf16', cpu=True\) conflicts with the accelerate state "
+        r"this process already has \(mixed_precision='no'\)",
+        "Use one mixed_precision per process (or share one accelerator=); run each precision in "
+        "its own process.",
     ),
     BadInput(
         "engine",

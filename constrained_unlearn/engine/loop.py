@@ -57,6 +57,30 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 logger = logging.getLogger(__name__)
 
 
+def _make_accelerator(config: EngineConfig) -> Accelerator:
+    """An ``Accelerator`` for ``config``, with an actionable error when the process disagrees.
+
+    accelerate fixes the mixed precision and the device once per process (its state is a
+    process-wide singleton), so a second engine with another ``mixed_precision`` or ``cpu``
+    cannot get its own.
+    """
+    try:
+        return Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
+    except ValueError as error:
+        if "already been initialized" not in str(error):
+            raise
+        from accelerate.state import AcceleratorState
+
+        current = AcceleratorState._shared_state.get("_mixed_precision", "unknown")
+        raise ValueError(
+            f"EngineConfig(mixed_precision={config.mixed_precision!r}, cpu={config.cpu}) "
+            f"conflicts with the accelerate state this process already has "
+            f"(mixed_precision={current!r}): accelerate fixes the precision and the device once "
+            "per process. Use the same mixed_precision and cpu for every engine in this process, "
+            "pass accelerator= to share one, or run each setting in its own process"
+        ) from error
+
+
 def _check_framework(accelerator: Accelerator, config: EngineConfig, solver: Solver) -> None:
     """Refuse the combinations the engine's step cannot run correctly, before any compute.
 
@@ -132,9 +156,7 @@ class UnlearningEngine:
             raise TypeError(f"data must be a PairedData, got {type(data).__name__}")
         self.config = config or EngineConfig()
         self.solver = make_solver(solver, **(solver_kwargs or {}))
-        self.accelerator = accelerator or Accelerator(
-            mixed_precision=self.config.mixed_precision, cpu=self.config.cpu
-        )
+        self.accelerator = accelerator or _make_accelerator(self.config)
         _check_framework(self.accelerator, self.config, self.solver)
         self.terms_fn = terms_fn
         self.data = data
