@@ -18,6 +18,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import cooper
 import torch
@@ -113,10 +114,12 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
         self._bounds: dict[str, float | None] = {spec.name: spec.bound for spec in constraints}
         for name in names:
             multiplier = cooper.multipliers.DenseMultiplier(
-                init=torch.tensor([inits[name]], dtype=torch.float32), device=device
+                init=torch.tensor([inits[name]], dtype=torch.float32),
+                device=torch.device(device) if device is not None else None,
             )
             penalty = None
             if uses_penalty:
+                assert penalty_init is not None  # checked above
                 penalty = cooper.penalty_coefficients.DensePenaltyCoefficient(
                     init=torch.tensor([float(penalty_init)], device=device)
                 )
@@ -227,7 +230,7 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
     def multiplier_values(self) -> dict[str, float]:
         """``{name: λ}`` as Python floats."""
         return {
-            name: float(constraint.multiplier.weight.detach()[0])
+            name: float(_weight(constraint).detach()[0])
             for name, constraint in self.named_constraints()
             if constraint.multiplier is not None
         }
@@ -246,7 +249,7 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
         cooper's ``dual_parameters()`` iterates a set whose order changes between processes; a
         positional optimiser state built from it lands on the wrong multiplier after a resume.
         """
-        return [(name, c.multiplier.weight) for name, c in self.named_constraints() if c.multiplier]
+        return [(name, _weight(c)) for name, c in self.named_constraints() if c.multiplier]
 
     def _require(self, name: str) -> None:
         if name not in self.specs:
@@ -266,3 +269,8 @@ def _per_constraint(
             )
         return {n: float(value[n]) for n in names}
     return {n: float(value) for n in names}
+
+
+def _weight(constraint: cooper.Constraint) -> torch.nn.Parameter:
+    """The ``[1]`` multiplier parameter λ of a constraint (typed; nn.Module attributes are not)."""
+    return cast(torch.nn.Parameter, constraint.multiplier.weight)  # type: ignore[union-attr]

@@ -273,7 +273,9 @@ class UnlearningEngine:
                             primal=True,
                             dual=False,
                         )
-                        acc.backward(state.compute_primal_lagrangian().lagrangian / k)
+                        lagrangian = state.compute_primal_lagrangian().lagrangian
+                        assert lagrangian is not None  # the objective is always observed
+                        acc.backward(lagrangian / k)
                 detached = [terms.objective.detach().float().reshape(1)]
                 detached += [terms.constraints[n].detach().float().reshape(1) for n in names]
                 sums[: 1 + len(names)] += torch.cat(detached)
@@ -563,6 +565,8 @@ class UnlearningEngine:
         self._saved_key = self._key()
 
     def _resume(self, resume: bool | str | os.PathLike[str]) -> None:
+        if resume is False:
+            return
         if resume is True:
             if self.config.checkpoint_dir is None:
                 raise ValueError(
@@ -598,8 +602,11 @@ class UnlearningEngine:
             )
 
     def _save(self, rng_state: Mapping[str, Any] | None = None) -> Path:
+        directory = self.config.checkpoint_dir
+        if directory is None:  # callers save only with a checkpoint_dir
+            raise RuntimeError("no checkpoint_dir to save to; set EngineConfig.checkpoint_dir")
         path = ckpt.save_checkpoint(
-            self, self.config.checkpoint_dir, rng_state=rng_state, keep_last=self.config.keep_last
+            self, directory, rng_state=rng_state, keep_last=self.config.keep_last
         )
         self.last_checkpoint = path
         self._saved_key = self._key()

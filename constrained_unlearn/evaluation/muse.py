@@ -37,6 +37,7 @@ texts, the ROUGE ``agg_value``s ×100 — per-example values stay in [0, 1] and 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -447,20 +448,29 @@ class MuseEvaluator:
             correct, kind, es_ou_quirk=self.settings.es_ou_quirk, seed=self.seed
         )
 
+    def _privleak_texts(self, side: str) -> list[str]:
+        return [str(r["text"]) for r in self.rows[f"privleak/{side}"]]
+
+    def _reference_mean_nll(self, side: str) -> Any:
+        return self._stats(side, self.reference_model).mean_nll()
+
+    def _privleak_gradnorm(self, side: str) -> Any:
+        return per_example_gradnorm(
+            self.model,
+            self._privleak_sequences(side),
+            batch_size=self.batch_size,
+            pad_token_id=self._pad_id,
+        )
+
     def _mia(self, attack: str) -> dict[str, Any]:
         scores = {
             side: side_scores(
                 attack,
                 self._stats(side),
                 self.mia_k,
-                texts=lambda side=side: [str(r["text"]) for r in self.rows[f"privleak/{side}"]],
-                reference_nll=lambda side=side: self._stats(side, self.reference_model).mean_nll(),
-                gradnorm=lambda side=side: per_example_gradnorm(
-                    self.model,
-                    self._privleak_sequences(side),
-                    batch_size=self.batch_size,
-                    pad_token_id=self._pad_id,
-                ),
+                texts=functools.partial(self._privleak_texts, side),
+                reference_nll=functools.partial(self._reference_mean_nll, side),
+                gradnorm=functools.partial(self._privleak_gradnorm, side),
             )
             for side in ("forget", "holdout")
         }

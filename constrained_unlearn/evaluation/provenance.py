@@ -294,7 +294,9 @@ def _short(value: Any, limit: int = 120) -> str:
 
 def cache_matches(stored: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
     """Whether results stored under ``stored`` provenance may be reused for ``current``."""
-    return bool(stored) and stored.get("cache_key") == current.get("cache_key")
+    if not stored:
+        return False
+    return stored.get("cache_key") == current.get("cache_key")
 
 
 __all__ = [

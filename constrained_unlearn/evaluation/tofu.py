@@ -43,6 +43,7 @@ model utility an error that names the component: a malformed row never hides in 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -597,7 +598,7 @@ class TofuEvaluator:
                 col.stats,
                 self.mia_k,
                 texts=texts,
-                reference_nll=lambda side=side: self._reference_nll(side),
+                reference_nll=functools.partial(self._reference_nll, side),
                 gradnorm=gradnorm,
             )
         return mia_result(scores)

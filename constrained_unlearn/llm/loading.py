@@ -141,7 +141,7 @@ def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
     config = peft.LoraConfig(
         task_type="CAUSAL_LM",
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft uses it as a float (α / r)
         lora_dropout=lora.dropout,
         target_modules=target if isinstance(target, str) else list(target),
     )
@@ -179,7 +179,7 @@ def load_model_and_tokenizer(
     torch_dtype = resolve_dtype(dtype)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         source, dtype=torch_dtype, trust_remote_code=trust_remote_code
     )
     generation_config = getattr(model, "generation_config", None)

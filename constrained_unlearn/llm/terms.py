@@ -306,7 +306,10 @@ class CausalLMTerms:
         size = self.chunk_size or 1024
         objective = chunked_head_loss(f_h, weight, kind="margin", bias=bias, chunk_size=size)
         retain = chunked_head_loss(r_h, weight, kind="nll", targets=r_t, bias=bias, chunk_size=size)
-        metrics = {"forget_tokens": float(f_h.shape[0]), "retain_tokens": float(r_h.shape[0])}
+        metrics: dict[str, float | torch.Tensor] = {
+            "forget_tokens": float(f_h.shape[0]),
+            "retain_tokens": float(r_h.shape[0]),
+        }
         if self.log_forget_nll:
             with torch.no_grad():
                 metrics["forget_nll"] = chunked_head_loss(

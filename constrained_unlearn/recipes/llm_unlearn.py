@@ -264,7 +264,7 @@ def train_and_record(
     out = Path(cfg.output.dir)
     try:
         history = engine.fit()
-        unwrapped = engine.unwrapped_model
+        unwrapped: Any = engine.unwrapped_model  # a transformers model (save_pretrained)
         final_retain = mean_answer_nll(unwrapped, retain, int(tokenizer.pad_token_id))
         result = UnlearnResult(
             history=history,

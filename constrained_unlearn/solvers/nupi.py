@@ -46,5 +46,10 @@ class NuPI(Solver):
     def make_dual_optimizer(self, problem: UnlearningProblem) -> torch.optim.Optimizer | None:
         params = [p for _, p in problem.named_multiplier_parameters()]
         return cooper.optim.nuPI(
-            params, lr=self.dual_lr, Kp=self.kp, Ki=self.ki, ema_nu=self.ema_nu, maximize=True
+            params,
+            lr=self.dual_lr,
+            Kp=torch.tensor(self.kp),
+            Ki=torch.tensor(self.ki),
+            ema_nu=self.ema_nu,
+            maximize=True,
         )

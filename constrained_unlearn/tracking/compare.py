@@ -216,7 +216,7 @@ def load_runs(
             known = sorted(e.name for e in client.search_experiments(view_type=ViewType.ALL))
             raise ValueError(f"experiment {name!r} not found at {uri}; experiments there: {known}")
         ids.append(found.experiment_id)
-    runs = []
+    runs: list[Any] = []
     token = None
     while len(runs) < max_runs:
         page = client.search_runs(

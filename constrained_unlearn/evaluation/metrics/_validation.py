@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 import numpy as np
 
@@ -21,7 +21,7 @@ def finite_1d(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def same_length(a: Sequence[object], b: Sequence[object], name_a: str, name_b: str) -> None:
+def same_length(a: Sized, b: Sized, name_a: str, name_b: str) -> None:
     """Raise if two per-example sequences differ in length."""
     if len(a) != len(b):
         raise ValueError(

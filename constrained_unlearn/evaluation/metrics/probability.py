@@ -34,7 +34,7 @@ def normalised_probability(mean_nll: Sequence[float] | np.ndarray) -> np.ndarray
 
 def option_normalised_probability(
     correct_nll: Sequence[float] | np.ndarray,
-    wrong_nll: Sequence[Sequence[float]],
+    wrong_nll: Sequence[Sequence[float] | np.ndarray],
 ) -> np.ndarray:
     """``P_opt`` per question: the correct answer's share of the normalised probability mass.
 

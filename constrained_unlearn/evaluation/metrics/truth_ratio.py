@@ -35,7 +35,7 @@ OU_EPSILON = 1e-10
 
 def truth_ratios(
     true_nll: Sequence[float] | np.ndarray,
-    perturbed_nll: Sequence[Sequence[float]],
+    perturbed_nll: Sequence[Sequence[float] | np.ndarray],
     *,
     epsilon: float = OU_EPSILON,
 ) -> np.ndarray:
