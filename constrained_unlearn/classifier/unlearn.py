@@ -4,7 +4,8 @@
 cross-entropy on the retain examples (:class:`~constrained_unlearn.classifier.terms.ClassifierTerms`).
 What "flat" means depends on the scenario (``flatten_over``):
 
-* random forgetting — flat over all C classes (the forget examples look like noise);
+* random forgetting — flat over all C classes (PDU's target; on a model that generalises
+  well it over-shoots: the forget examples end with a higher loss than unseen data);
 * class forgetting — flat over the C − 1 retained classes with the forgotten class's logit
   ``gap`` below them (:func:`~constrained_unlearn.losses.support_margin_loss`). That is what
   the retrained model does on the forgotten class: it never learnt the class, so it spreads the
