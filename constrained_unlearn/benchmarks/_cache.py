@@ -8,16 +8,51 @@ next build; a concurrent build that finishes first wins and the loser's folder i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+CACHE_ENV = "CONSTRAINED_UNLEARN_CACHE"
+
+
+def cache_root(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``name``'s entries live: ``cache_dir`` if given, else
+    ``$CONSTRAINED_UNLEARN_CACHE/<name>`` or ``~/.cache/constrained_unlearn/<name>``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "constrained_unlearn")
+    return Path(base).expanduser() / name
+
+
+def cache_key(inputs: Mapping[str, Any]) -> str:
+    """First 16 hex digits of SHA-256 of the canonical (sorted, compact) JSON of ``inputs``."""
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def write_manifest(folder: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``fields`` plus the build environment (library versions, torch threads, time) as
+    the entry's :data:`MANIFEST`, which must be the last file of a build; return it."""
+    import torch
+    import transformers
+
+    manifest = {
+        **fields,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "torch_threads": torch.get_num_threads(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with open(folder / MANIFEST, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+    return manifest
 
 
 def _host() -> str:

@@ -37,9 +37,12 @@ from typing import Any
 import datasets
 
 from constrained_unlearn.benchmarks._cache import (
+    cache_key,
+    cache_root,
     ensure_entry,
     load_cached_model,
     load_cached_tokenizer,
+    write_manifest,
 )
 from constrained_unlearn.benchmarks.minimuse.generator import (
     GENERATOR_VERSION,
@@ -49,15 +52,12 @@ from constrained_unlearn.benchmarks.minimuse.generator import (
     resolve_size,
 )
 from constrained_unlearn.benchmarks.minimuse.train import qa_pairs_of, train_corpus_model
-from constrained_unlearn.benchmarks.minitofu.build import CACHE_ENV, cache_key
 from constrained_unlearn.benchmarks.minitofu.finetune import TrainSettings
 from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
 from constrained_unlearn.benchmarks.minitofu.tokenizer import iter_text, train_tokenizer
 from constrained_unlearn.benchmarks.muse import load_muse
 
 logger = logging.getLogger(__name__)
-
-from constrained_unlearn.benchmarks._cache import MANIFEST  # noqa: E402
 
 TRAINED_SPLITS: dict[str, tuple[str, ...]] = {
     "target": ("forget", "retain1", "retain2"),
@@ -121,8 +121,7 @@ PRESETS: dict[str, Recipe] = {
 
 def default_cache_root() -> Path:
     """``$CONSTRAINED_UNLEARN_CACHE/minimuse`` or ``~/.cache/constrained_unlearn/minimuse``."""
-    base = os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "constrained_unlearn")
-    return Path(base).expanduser() / "minimuse"
+    return cache_root("minimuse")
 
 
 def cache_key_inputs(seed: int, recipe: Recipe) -> dict[str, Any]:
@@ -226,8 +225,6 @@ def write_minimuse_data(seed: int, size: str | MiniMuseSize, folder: str | os.Pa
 
 def _build_entry(tmp: Path, seed: int, recipe: Recipe, progress: bool) -> dict[str, Any]:
     """Write a complete entry into ``tmp``; returns the manifest (written last)."""
-    import torch
-    import transformers
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -277,20 +274,17 @@ def _build_entry(tmp: Path, seed: int, recipe: Recipe, progress: bool) -> dict[s
         tokenizer.save_pretrained(tmp / which)
         del model
 
-    manifest = {
-        "inputs": cache_key_inputs(seed, recipe),
-        "rows": {c: {s: len(rows) for s, rows in splits.items()} for c, splits in data.items()},
-        "vocab_size_trained": len(tokenizer),
-        "parameters": parameters,
-        "timings": timings,
-        "training": logs,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "torch_threads": torch.get_num_threads(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-    return manifest
+    return write_manifest(
+        tmp,
+        {
+            "inputs": cache_key_inputs(seed, recipe),
+            "rows": {c: {s: len(rows) for s, rows in splits.items()} for c, splits in data.items()},
+            "vocab_size_trained": len(tokenizer),
+            "parameters": parameters,
+            "timings": timings,
+            "training": logs,
+        },
+    )
 
 
 def build_minimuse(
@@ -318,7 +312,7 @@ def build_minimuse(
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     preset, recipe = _resolve_recipe(size)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    root = cache_root("minimuse", cache_dir)
     key = cache_key(cache_key_inputs(seed, recipe))
 
     def build(tmp: Path) -> None:

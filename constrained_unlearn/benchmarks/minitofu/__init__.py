@@ -63,13 +63,12 @@ Exact match on forget10 while training (40-epoch schedule): 0.12 after 10 epochs
 12–15 s per target epoch against 2.0–2.6 s for one, hence the one-thread default.
 """
 
+from constrained_unlearn.benchmarks._cache import CACHE_ENV, cache_key
 from constrained_unlearn.benchmarks.minitofu.build import (
-    CACHE_ENV,
     PRESETS,
     MiniTofu,
     Recipe,
     build_minitofu,
-    cache_key,
     cache_key_inputs,
     default_cache_root,
 )

@@ -27,12 +27,11 @@ Layout of an entry::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,12 @@ import datasets
 import torch
 
 from constrained_unlearn.benchmarks._cache import (
-    MANIFEST,
+    cache_key,
+    cache_root,
     ensure_entry,
     load_cached_model,
     load_cached_tokenizer,
+    write_manifest,
 )
 from constrained_unlearn.benchmarks.minitofu.finetune import TrainSettings, finetune
 from constrained_unlearn.benchmarks.minitofu.generator import (
@@ -65,8 +66,6 @@ from constrained_unlearn.benchmarks.minitofu.tokenizer import (
 from constrained_unlearn.benchmarks.tofu import load_tofu
 
 logger = logging.getLogger(__name__)
-
-CACHE_ENV = "CONSTRAINED_UNLEARN_CACHE"
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,7 @@ PRESETS: dict[str, Recipe] = {
 
 def default_cache_root() -> Path:
     """``$CONSTRAINED_UNLEARN_CACHE/minitofu`` or ``~/.cache/constrained_unlearn/minitofu``."""
-    base = os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "constrained_unlearn")
-    return Path(base).expanduser() / "minitofu"
+    return cache_root("minitofu")
 
 
 def cache_key_inputs(seed: int, recipe: Recipe, forget_split: str) -> dict[str, Any]:
@@ -112,12 +110,6 @@ def cache_key_inputs(seed: int, recipe: Recipe, forget_split: str) -> dict[str, 
         "train": recipe.train.as_dict(),
         "forget_split": forget_split,
     }
-
-
-def cache_key(inputs: Mapping[str, Any]) -> str:
-    """First 16 hex digits of SHA-256 of the canonical (sorted, compact) JSON of ``inputs``."""
-    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -199,7 +191,6 @@ def _build_entry(
     tmp: Path, seed: int, recipe: Recipe, forget_split: str, progress: bool, evaluate: bool
 ) -> dict[str, Any]:
     """Write a complete entry into ``tmp``; returns the manifest (written last)."""
-    import transformers
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -242,22 +233,21 @@ def _build_entry(
         tokenizer.save_pretrained(tmp / which)
         del model
 
-    manifest = {
-        "inputs": cache_key_inputs(seed, recipe, forget_split),
-        "retain_split": retain_split,
-        "rows": {name: len(rows) for name, rows in data.items()},
-        "vocab_size_trained": len(tokenizer),
-        "parameters": sum(p.numel() for p in make_model(recipe.model, tokenizer, 0).parameters()),
-        "timings": timings,
-        "training": logs,
-        "memorisation": scores if evaluate else None,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "torch_threads": torch.get_num_threads(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-    return manifest
+    return write_manifest(
+        tmp,
+        {
+            "inputs": cache_key_inputs(seed, recipe, forget_split),
+            "retain_split": retain_split,
+            "rows": {name: len(rows) for name, rows in data.items()},
+            "vocab_size_trained": len(tokenizer),
+            "parameters": sum(
+                p.numel() for p in make_model(recipe.model, tokenizer, 0).parameters()
+            ),
+            "timings": timings,
+            "training": logs,
+            "memorisation": scores if evaluate else None,
+        },
+    )
 
 
 def build_minitofu(
@@ -302,7 +292,7 @@ def build_minitofu(
         raise ValueError(f"num_threads must be ≥ 1 or None, got {num_threads}")
     preset, recipe = _resolve_recipe(size)
     retain_split = retain_config_for(forget_split)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    root = cache_root("minitofu", cache_dir)
     inputs = cache_key_inputs(seed, recipe, forget_split)
     key = cache_key(inputs)
 
