@@ -534,11 +534,12 @@ class TofuEvaluator:
         }
         return with_bootstrap(metric, per, seed=self.seed)
 
-    def _rouge(self, prefix: str) -> dict[str, Any]:
+    def _rouge(self, prefix: str, results: Mapping[str, Any]) -> dict[str, Any]:
+        # generate every ROUGE split still to come in one batched pass
         wanted = [
             p
             for p in ("forget", "retain", "ra", "wf")
-            if f"{p}_Q_A_ROUGE" in self._plan and f"{p}_Q_A_ROUGE" not in self._results
+            if f"{p}_Q_A_ROUGE" in self._plan and f"{p}_Q_A_ROUGE" not in results
         ]
         generations = self._generations(prefix, wanted)
         references = self._reference_answers(prefix)
@@ -617,13 +618,13 @@ class TofuEvaluator:
             )["answer"].mean_nll()
         return self._memo[key]
 
-    def _forget_quality(self) -> dict[str, Any]:
+    def _forget_quality(self, results: Mapping[str, Any]) -> dict[str, Any]:
         log = self._retain_log_loaded()
         assert log is not None and log.truth_ratios is not None
         mine = [
             v["score"]
             for _, v in sorted(
-                self._results["forget_truth_ratio"]["value_by_index"].items(),
+                results["forget_truth_ratio"]["value_by_index"].items(),
                 key=lambda kv: int(kv[0]),
             )
         ]
@@ -638,18 +639,18 @@ class TofuEvaluator:
             "description": fq.describe(),
         }
 
-    def _privleak(self) -> dict[str, Any]:
+    def _privleak(self, results: Mapping[str, Any]) -> dict[str, Any]:
         log = self._retain_log_loaded()
         assert log is not None and log.mia_min_k_auc is not None
-        auc = float(self._results["mia_min_k"]["agg_value"])
+        auc = float(results["mia_min_k"]["agg_value"])
         return {
             "agg_value": tofu_privleak(auc, auc_retain=log.mia_min_k_auc),
             "auc": auc,
             "retain_auc": log.mia_min_k_auc,
         }
 
-    def _model_utility(self) -> dict[str, Any]:
-        components = {k: float(self._results[k]["agg_value"]) for k in UTILITY_COMPONENTS}
+    def _model_utility(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        components = {k: float(results[k]["agg_value"]) for k in UTILITY_COMPONENTS}
         return {"agg_value": model_utility(components), "components": components}
 
     def _gibberish(self) -> dict[str, Any]:
@@ -665,7 +666,8 @@ class TofuEvaluator:
         }
         return with_bootstrap(metric, probs, seed=self.seed)
 
-    def _compute(self, metric: str) -> dict[str, Any]:
+    def _compute(self, metric: str, results: dict[str, Any]) -> dict[str, Any]:
+        """One metric; ``results`` holds the metrics computed before it in the plan."""
         table: dict[str, Callable[[], dict[str, Any]]] = {
             "forget_Q_A_Prob": lambda: self._prob("forget"),
             "retain_Q_A_Prob": lambda: self._prob("retain"),
@@ -675,15 +677,15 @@ class TofuEvaluator:
             "retain_Truth_Ratio": lambda: self._truth_ratio("retain", "true_better"),
             "ra_Truth_Ratio": lambda: self._truth_ratio("ra", "true_better"),
             "wf_Truth_Ratio": lambda: self._truth_ratio("wf", "true_better"),
-            "forget_Q_A_ROUGE": lambda: self._rouge("forget"),
-            "retain_Q_A_ROUGE": lambda: self._rouge("retain"),
-            "ra_Q_A_ROUGE": lambda: self._rouge("ra"),
-            "wf_Q_A_ROUGE": lambda: self._rouge("wf"),
+            "forget_Q_A_ROUGE": lambda: self._rouge("forget", results),
+            "retain_Q_A_ROUGE": lambda: self._rouge("retain", results),
+            "ra_Q_A_ROUGE": lambda: self._rouge("ra", results),
+            "wf_Q_A_ROUGE": lambda: self._rouge("wf", results),
             "extraction_strength": lambda: self._memorisation("es"),
             "exact_memorization": lambda: self._memorisation("em"),
-            "forget_quality": self._forget_quality,
-            "privleak": self._privleak,
-            "model_utility": self._model_utility,
+            "forget_quality": lambda: self._forget_quality(results),
+            "privleak": lambda: self._privleak(results),
+            "model_utility": lambda: self._model_utility(results),
             "forget_Q_A_gibberish": self._gibberish,
         }
         if metric in MIA_METRICS:
@@ -768,16 +770,9 @@ class TofuEvaluator:
         self._check_retain_log(plan)
         provenance = self.provenance()
         top_level = [m for m in self.metrics if m not in skipped]
-
-        self._results: dict[str, Any] = {}
-
-        def compute(metric: str, results: dict[str, Any]) -> dict[str, Any]:
-            self._results = results
-            return self._compute(metric)
-
         return run_metrics(
             plan,
-            compute,
+            self._compute,
             name=self.name,
             provenance=provenance,
             top_level=top_level,
