@@ -174,7 +174,6 @@ def run_unlearning(
         retain,
         model=model,
         tokenizer=tokenizer,
-        summary={"truncated_prompts": truncated},
         callbacks=callbacks,
         tags=tags,
         after_training=after_training,
@@ -202,7 +201,8 @@ def train_and_record(
     :class:`~constrained_unlearn.llm.corpus.CorpusDataset`). Builds the paired data, the method's
     terms and solver, the engine (with checkpoints under ``<output.dir>/checkpoints``) and the
     MLflow run; trains; saves the model, ``history.json`` and ``train_summary.json`` (with
-    ``summary`` merged in); calls ``after_training``; closes the run with its honest status.
+    ``summary`` merged in, and ``truncated`` — prompts cut per split, QA runs — as
+    ``truncated_prompts``); calls ``after_training``; closes the run with its honest status.
     """
     collate = PadCollator(int(tokenizer.pad_token_id), "right")
     t = cfg.training
@@ -286,6 +286,7 @@ def train_and_record(
                 "bounds": result.bounds,
                 "initial_values": result.initial_values,
                 "final_retain_loss": final_retain,
+                **({"truncated_prompts": result.truncated} if truncated is not None else {}),
                 **(summary or {}),
             }
             (out / "history.json").write_text(json.dumps(history.to_dicts()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import build_model, build_tokenizer
 from mlflow.tracking import MlflowClient
@@ -49,6 +51,8 @@ def test_recipe_trains_saves_and_logs(tmp_path):
     assert result.bounds["retain"] == pytest.approx(1.1 * result.initial_values["retain"])
     assert (tmp_path / "out" / "model" / "model.safetensors").exists()
     assert (tmp_path / "out" / "history.json").exists()
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert summary["truncated_prompts"] == result.truncated == {"forget10": 0, "retain90": 0}
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
