@@ -54,6 +54,7 @@ from constrained_unlearn.evaluation import provenance as prov
 from constrained_unlearn.evaluation.attacks import memorisation_result, mia_result, side_scores
 from constrained_unlearn.evaluation.classifier import classifier_probabilities
 from constrained_unlearn.evaluation.metrics import (
+    MODEL_UTILITY_COMPONENTS,
     Convention,
     aggregate_truth_ratio,
     forget_quality,
@@ -94,17 +95,8 @@ DEFAULT_TOFU_METRICS: tuple[str, ...] = (
 )
 """open-unlearning's default TOFU suite (``configs/eval/tofu.yaml``)."""
 
-UTILITY_COMPONENTS: tuple[str, ...] = (
-    "retain_Q_A_Prob",
-    "retain_Q_A_ROUGE",
-    "retain_Truth_Ratio",
-    "ra_Q_A_Prob_normalised",
-    "ra_Q_A_ROUGE",
-    "ra_Truth_Ratio",
-    "wf_Q_A_Prob_normalised",
-    "wf_Q_A_ROUGE",
-    "wf_Truth_Ratio",
-)
+UTILITY_COMPONENTS: tuple[str, ...] = MODEL_UTILITY_COMPONENTS
+"""The nine metrics model utility is the harmonic mean of (one definition, in ``metrics``)."""
 MIA_METRICS: tuple[str, ...] = (
     "mia_min_k",
     "mia_min_k_plus_plus",
