@@ -40,7 +40,8 @@ from constrained_unlearn.losses.masking import IGNORE_INDEX
 Batch = Mapping[str, torch.Tensor]
 
 
-def _check_batch(batch: Batch, name: str) -> None:
+def check_batch(batch: Batch, name: str) -> None:
+    """Raise a clear error unless ``batch`` is a right-padded :func:`pad_collate` dict."""
     for key in ("input_ids", "attention_mask", "labels"):
         if key not in batch:
             raise KeyError(
@@ -135,7 +136,7 @@ def answer_logits(
         ``(logits [B, T-1, V], targets [B, T-1], mask [B, T-1] bool)`` as in
         :func:`~constrained_unlearn.losses.next_token_alignment`.
     """
-    _check_batch(batch, "batch")
+    check_batch(batch, "batch")
     return next_token_alignment(_forward_logits(model, batch), batch["labels"])
 
 
@@ -250,8 +251,8 @@ class CausalLMTerms:
         return kl_to_uniform_loss(logits, mask)
 
     def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        _check_batch(forget_batch, "forget_batch")
-        _check_batch(retain_batch, "retain_batch")
+        check_batch(forget_batch, "forget_batch")
+        check_batch(retain_batch, "retain_batch")
         if self.chunk_size is not None:
             return self._chunked(model, forget_batch, retain_batch)
         if self.fused:

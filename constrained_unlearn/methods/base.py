@@ -301,18 +301,6 @@ def _check_number(name: str, value: Any, *, minimum: float | None = None, strict
 
 
 # -- shared causal-LM pieces -----------------------------------------------------------------
-def check_batch(batch: Batch, name: str) -> None:
-    """Raise a clear error unless ``batch`` is a right-padded pad_collate dict."""
-    for key in ("input_ids", "attention_mask", "labels"):
-        if key not in batch:
-            raise KeyError(
-                f"{name} has no {key!r} (keys: {sorted(batch)}); build batches with pad_collate"
-            )
-    mask = batch["attention_mask"]
-    if mask.shape[1] > 1 and bool((mask[:, 1:] > mask[:, :-1]).any()):
-        raise ValueError(f"{name} is not right-padded; use pad_collate(..., side='right')")
-
-
 def on_device_of(reference: torch.nn.Module, batch: Batch) -> torch.nn.Module:
     """Move the reference to the batch's device the first time they differ (the engine moves
     the trained model with accelerate; the reference is not prepared)."""

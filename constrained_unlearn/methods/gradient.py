@@ -16,13 +16,12 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.terms import answer_logits
+from constrained_unlearn.llm.terms import answer_logits, check_batch
 from constrained_unlearn.losses import token_nll
 from constrained_unlearn.methods.base import (
     Batch,
     Method,
     RetainTerm,
-    check_batch,
     forget_metrics,
     make_terms_result,
 )

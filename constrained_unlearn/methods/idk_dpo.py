@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from constrained_unlearn.engine.terms import Terms, TermsFn
 from constrained_unlearn.llm.collate import pad_collate
-from constrained_unlearn.llm.terms import answer_logits, concat_batches
+from constrained_unlearn.llm.terms import answer_logits, check_batch, concat_batches
 from constrained_unlearn.losses import sequence_log_prob
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 from constrained_unlearn.methods.base import (
@@ -31,7 +31,6 @@ from constrained_unlearn.methods.base import (
     Method,
     RetainTerm,
     _check_number,
-    check_batch,
     forget_metrics,
     make_terms_result,
     on_device_of,

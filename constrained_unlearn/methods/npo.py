@@ -18,14 +18,13 @@ from typing import Any, ClassVar
 import torch
 
 from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.terms import answer_logits
+from constrained_unlearn.llm.terms import answer_logits, check_batch
 from constrained_unlearn.losses import npo_loss, sequence_log_prob, simnpo_loss
 from constrained_unlearn.methods.base import (
     Batch,
     Method,
     RetainTerm,
     _check_number,
-    check_batch,
     forget_metrics,
     make_terms_result,
     on_device_of,

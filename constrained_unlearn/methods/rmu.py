@@ -28,12 +28,12 @@ from typing import Any, ClassVar
 import torch
 
 from constrained_unlearn.engine.terms import Terms, TermsFn
+from constrained_unlearn.llm.terms import check_batch
 from constrained_unlearn.losses import next_token_alignment, token_nll
 from constrained_unlearn.methods.base import (
     Batch,
     Method,
     _check_number,
-    check_batch,
     forget_metrics,
     make_terms_result,
     on_device_of,
