@@ -41,6 +41,12 @@ from typing import Any
 
 import torch
 
+from constrained_unlearn.evaluation.metrics.conventions import (
+    Convention,
+    ConventionSettings,
+    convention_settings,
+)
+
 EVALUATOR_VERSION = "1"
 """Bump when any evaluator computation changes: logs of other versions are then refused."""
 
@@ -319,8 +325,8 @@ __all__ = [
 
 
 def evaluator_settings(
-    benchmark: str, convention: Any, *, compat: str | None, batch_size: int
-) -> Any:
+    benchmark: str, convention: Convention | str, *, compat: str | None, batch_size: int
+) -> ConventionSettings:
     """Check the arguments every evaluator shares and return the convention's settings.
 
     Args:
@@ -333,8 +339,6 @@ def evaluator_settings(
     Returns:
         The :class:`~constrained_unlearn.evaluation.metrics.conventions.ConventionSettings`.
     """
-    from constrained_unlearn.evaluation.metrics.conventions import Convention, convention_settings
-
     settings = convention_settings(convention)
     original = {"TOFU": Convention.TOFU_ORIGINAL, "MUSE": Convention.MUSE_ORIGINAL}
     other = "MUSE" if benchmark == "TOFU" else "TOFU"

@@ -325,7 +325,7 @@ class TofuEvaluator:
         """This run's provenance (see :mod:`.provenance`); computed once per evaluator."""
         if self._provenance is not None:
             return self._provenance
-        data = {
+        data: dict[str, Any] = {
             "forget_split": self.forget_split,
             "holdout_split": self.holdout_split,
             "question_key": self.question_key,

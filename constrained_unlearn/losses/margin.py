@@ -13,6 +13,8 @@ when the output is peaked nor shrinks with the vocabulary near uniform, unlike t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from constrained_unlearn.losses.masking import masked_mean
@@ -87,7 +89,7 @@ def check_support(support: torch.Tensor, num_classes: int, gap: float) -> torch.
         )
     if not bool(support.any()):
         raise ValueError("support selects no class; keep at least one class in the support")
-    if not (isinstance(gap, (int, float)) and gap >= 0 and gap == gap and gap != float("inf")):
+    if not (isinstance(gap, (int, float)) and math.isfinite(gap) and gap >= 0):
         raise ValueError(f"gap must be a finite number ≥ 0, got {gap!r}")
     return support
 
