@@ -361,15 +361,7 @@ CATALOGUE: list[BadInput] = [
         _solver("augmented-lagrangian", penalty=0.0),
         ValueError,
         r"penalty must be > 0 \(c = 0 makes the inequality term NaN\)",
-        "Use a positive penalty c (its dual step size is c).",
-    ),
-    BadInput(
-        "solver",
-        "augmented Lagrangian with a different dual step",
-        _solver("augmented-lagrangian", penalty=2.0, dual_lr=1.0),
-        ValueError,
-        r"dual_lr is the penalty c\. Leave dual_lr unset",
-        "Leave dual_lr unset: the method-of-multipliers step is λ ← max(0, λ + c·g).",
+        "Use a positive penalty c (its default dual step size is c).",
     ),
     # -- engine ----------------------------------------------------------------------------
     BadInput(

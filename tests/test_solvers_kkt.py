@@ -60,3 +60,13 @@ def test_penalty_never_moves_lambda():
     # with λ frozen at λ*, the penalised problem's minimiser is still x*
     # (∇f + Σ λ* ∇c = 0 at x*), and SGD converges towards it
     assert torch.allclose(engine.unwrapped_model.x.detach(), torch.tensor(KKT_X), atol=0.05)
+
+
+def test_augmented_lagrangian_takes_the_shared_dual_step():
+    """dual_lr means the dual step η for every solver; the augmented Lagrangian defaults η = c."""
+    from constrained_unlearn.solvers import make_solver
+
+    assert make_solver("augmented-lagrangian", penalty=2.0).dual_step_size == 2.0
+    solver = make_solver("augmented-lagrangian", penalty=2.0, dual_lr=100.0, multiplier_init=20)
+    assert solver.dual_step_size == 100.0
+    assert solver.dual_lr == 100.0  # never rewritten

@@ -13,6 +13,10 @@ from constrained_unlearn.engine.errors import (
     NonFiniteError,
     TermsError,
 )
+from constrained_unlearn.engine.feasibility import (
+    FeasibilityReport,
+    check_feasibility,
+)
 from constrained_unlearn.engine.history import Callback, History, StepRecord
 from constrained_unlearn.engine.loop import UnlearningEngine
 from constrained_unlearn.engine.terms import Terms, TermsFn
@@ -23,6 +27,7 @@ __all__ = [
     "CheckpointWarning",
     "ConstraintInfeasibleWarning",
     "EngineConfig",
+    "FeasibilityReport",
     "History",
     "NonFiniteError",
     "PairedData",
@@ -31,6 +36,7 @@ __all__ = [
     "TermsError",
     "TermsFn",
     "UnlearningEngine",
+    "check_feasibility",
     "latest_checkpoint",
     "list_checkpoints",
 ]

@@ -41,6 +41,11 @@ class EngineConfig:
         resume: ``True`` continues from the newest complete checkpoint in ``checkpoint_dir``
             (a fresh start when there is none); a path continues from that checkpoint;
             ``False`` starts fresh. :meth:`UnlearningEngine.fit` can override it.
+        resume_overrides: keys of the run signature (see :class:`UnlearningEngine`'s
+            ``run_signature``) that may deliberately differ from the checkpoint's on resume;
+            every other difference is refused.
+        feasibility_tolerance: relative tolerance τ of the end-of-run check
+            ``value ≤ bound · (1 + τ)`` (:mod:`constrained_unlearn.engine.feasibility`).
     """
 
     epochs: int = 1
@@ -61,6 +66,8 @@ class EngineConfig:
     save_final: bool = True
     resume: bool | str | os.PathLike[str] = False
     calibration_batches: int | None = None
+    resume_overrides: tuple[str, ...] = ()
+    feasibility_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.calibration_batches is not None and (

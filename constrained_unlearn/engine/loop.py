@@ -126,6 +126,10 @@ class UnlearningEngine:
         run_config: the resolved configuration of the whole run (any JSON-serialisable dict;
             other values are stored as strings), written into every checkpoint's
             ``config.json``.
+        run_signature: what determines the run beyond the engine's own settings (method and
+            its options, model id, max_length …), flat ``{key: JSON value}``; stored in every
+            checkpoint and compared on resume (``EngineConfig.resume_overrides`` lists keys
+            that may differ).
 
     Attributes:
         last_checkpoint: the newest checkpoint this engine wrote or resumed from.
@@ -147,6 +151,7 @@ class UnlearningEngine:
         accelerator: Accelerator | None = None,
         callbacks: Sequence[Callback] = (),
         run_config: Mapping[str, Any] | None = None,
+        run_signature: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(terms_fn):
             raise TypeError(
@@ -191,6 +196,7 @@ class UnlearningEngine:
             self.optimizer, self.config.lr_scheduler, self.total_steps, self.config.lr_warmup_ratio
         )
         self.run_config: dict[str, Any] = dict(run_config or {})
+        self.run_signature: dict[str, Any] = dict(run_signature or {})
         self.last_checkpoint: Path | None = None
         self.resumed_from: Path | None = None
         # position of the run: micro-batches consumed in self.epoch, whether its end (epoch

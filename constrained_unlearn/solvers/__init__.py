@@ -6,7 +6,7 @@ from constrained_unlearn.solvers.extragradient import Extragradient
 from constrained_unlearn.solvers.gda import GDA, AlternatingGDA
 from constrained_unlearn.solvers.nupi import NuPI
 from constrained_unlearn.solvers.penalty import Penalty
-from constrained_unlearn.solvers.registry import SOLVERS, make_solver
+from constrained_unlearn.solvers.registry import SOLVERS, make_solver, normalize_solver_name
 
 __all__ = [
     "GDA",
@@ -19,4 +19,5 @@ __all__ = [
     "Solver",
     "dual_step",
     "make_solver",
+    "normalize_solver_name",
 ]

@@ -4,11 +4,12 @@ For an inequality ``g(θ) ≤ 0`` with penalty ``c > 0`` the primal minimises
 
     L_c(θ, λ) = L_f(θ) + (1 / 2c) · ( max(0, λ + c g(θ))² − λ² )
 
-and after each primal step the multiplier moves by ``λ ← max(0, λ + c · g(θ_{t+1}))``.
+and after each primal step the multiplier moves by ``λ ← max(0, λ + η · g(θ_{t+1}))``.
 
-cooper 1.0.1's dual contribution for this formulation is ``λ · g`` (not scaled by ``c``), so the
-dual SGD step size is set to ``c``; ``dual_lr`` is therefore ignored here and must not be set to
-something else.
+The classical method of multipliers takes the dual step η equal to the penalty c; that is the
+default here (``dual_lr=None``). ``dual_lr`` means the same as for every other solver, the dual
+step η, so the same ``solver_kwargs`` run under every solver name. (cooper 1.0.1's dual
+contribution for this formulation is ``λ · g``, not scaled by ``c``: the dual SGD step size is η.)
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import cooper
+import torch
 
+from constrained_unlearn.problem import UnlearningProblem
 from constrained_unlearn.solvers.base import Solver, Timing
 
 
 @dataclass
 class AugmentedLagrangian(Solver):
-    """Method of multipliers with a fixed penalty ``c`` (``penalty``, > 0)."""
+    """Method of multipliers with a fixed penalty ``c`` (``penalty``, > 0).
+
+    ``dual_lr`` is the dual step η; ``None`` (default) takes η = c.
+    """
 
     name: ClassVar[str] = "augmented-lagrangian"
     timing: ClassVar[Timing] = "primal-then-dual"
@@ -34,19 +40,26 @@ class AugmentedLagrangian(Solver):
     dual_lr: float | None = None  # type: ignore[assignment]
 
     def validate(self) -> None:
-        if not isinstance(self.penalty, (int, float)) or not math.isfinite(self.penalty):
+        if (
+            isinstance(self.penalty, bool)
+            or not isinstance(self.penalty, (int, float))
+            or not math.isfinite(self.penalty)
+        ):
             raise ValueError(f"penalty must be a finite number > 0, got {self.penalty!r}")
         if self.penalty <= 0:
             raise ValueError(
                 f"penalty must be > 0 (c = 0 makes the inequality term NaN), got {self.penalty}"
             )
-        if self.dual_lr is not None and self.dual_lr != self.penalty:
-            raise ValueError(
-                f"the augmented Lagrangian's dual step is λ ← max(0, λ + c·g): dual_lr is the "
-                f"penalty c. Leave dual_lr unset (got dual_lr={self.dual_lr}, penalty={self.penalty})"
-            )
-        self.dual_lr = self.penalty
         super().validate()
+
+    @property
+    def dual_step_size(self) -> float:
+        """η: ``dual_lr`` when given, else the penalty c (the method of multipliers)."""
+        return float(self.penalty if self.dual_lr is None else self.dual_lr)
 
     def penalty_init(self) -> float | None:
         return float(self.penalty)
+
+    def make_dual_optimizer(self, problem: UnlearningProblem) -> torch.optim.Optimizer | None:
+        params = [p for _, p in problem.named_multiplier_parameters()]
+        return torch.optim.SGD(params, lr=self.dual_step_size, maximize=True)

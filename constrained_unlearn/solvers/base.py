@@ -73,10 +73,15 @@ class Solver:
                     f"multiplier_init must be a finite number ≥ 0, got {value!r}; "
                     "the multiplier of an inequality constraint is never negative"
                 )
-        if not isinstance(self.dual_lr, (int, float)) or not math.isfinite(self.dual_lr):
-            raise ValueError(f"dual_lr must be a finite number, got {self.dual_lr!r}")
-        if self.dual_lr < 0:
-            raise ValueError(f"dual_lr must be ≥ 0, got {self.dual_lr}")
+        if self.dual_lr is not None:  # None: the solver's own default step (augmented Lagrangian)
+            if (
+                isinstance(self.dual_lr, bool)
+                or not isinstance(self.dual_lr, (int, float))
+                or not math.isfinite(self.dual_lr)
+            ):
+                raise ValueError(f"dual_lr must be a finite number, got {self.dual_lr!r}")
+            if self.dual_lr < 0:
+                raise ValueError(f"dual_lr must be ≥ 0, got {self.dual_lr}")
         for arg in ("warmup_steps", "warmup_epochs"):
             value = getattr(self, arg)
             if not isinstance(value, int) or value < 0:

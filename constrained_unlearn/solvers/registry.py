@@ -18,6 +18,25 @@ SOLVERS: dict[str, type[Solver]] = {
 }
 
 
+def normalize_solver_name(solver: str) -> str:
+    """The canonical name of ``solver`` (case-insensitive, ``_`` counts as ``-``).
+
+    The only place solver names are normalised.
+
+    Raises:
+        TypeError: ``solver`` is not a string.
+        ValueError: unknown name (the message lists the valid ones and the nearest match).
+    """
+    if not isinstance(solver, str):
+        raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
+    key = solver.strip().lower().replace("_", "-")
+    if key not in SOLVERS:
+        near = difflib.get_close_matches(key, SOLVERS, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}.{hint}")
+    return key
+
+
 def make_solver(solver: str | Solver, **hyperparameters: Any) -> Solver:
     """Return ``solver`` if it is already a :class:`Solver`, else build the named one.
 
@@ -32,13 +51,7 @@ def make_solver(solver: str | Solver, **hyperparameters: Any) -> Solver:
                 f"not both (got {sorted(hyperparameters)})"
             )
         return solver
-    if not isinstance(solver, str):
-        raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
-    key = solver.strip().lower().replace("_", "-")
-    if key not in SOLVERS:
-        near = difflib.get_close_matches(key, SOLVERS, n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}.{hint}")
+    key = normalize_solver_name(solver)
     cls = SOLVERS[key]
     try:
         return cls(**hyperparameters)
