@@ -44,8 +44,8 @@ CORPUS = [row["question"] + " " + row["answer"] for row in FORGET + RETAIN] + [
     "Question: Answer: I don't know. I'm not sure about that. Sorry, I have no idea.",
     "The quick brown fox jumps over the lazy dog, 0 1 2 3 4 5 6 7 8 9 ! ? ; : ' ( )",
 ]
-ALL = method_names()
-NEEDS_REFERENCE = {"npo", "idk-dpo", "rmu"}
+ALL = [name for name in method_names() if name != "altpo"]  # altpo needs data: its own tests
+NEEDS_REFERENCE = {"npo", "idk-dpo", "rmu", "undial"}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def token_mean_nll(model, dataset) -> torch.Tensor:
 
 # -- every method -------------------------------------------------------------------------------
 def test_registry_names_and_errors():
-    assert set(ALL) == {
+    assert set(method_names()) == {
         "grad-ascent",
         "grad-diff",
         "npo",
@@ -125,6 +125,11 @@ def test_registry_names_and_errors():
         "rmu",
         "pdu",
         "pdu-entropy",
+        "undial",
+        "ce-u",
+        "satimp",
+        "wga",
+        "altpo",
     }
     assert isinstance(get_method("GA"), GradAscent)
     assert get_method("Grad_Diff").name == "grad-diff"
@@ -141,6 +146,7 @@ def test_registry_names_and_errors():
         get_method("grad-diff", retain_loss="l2")
     with pytest.raises(ValueError, match="unknown solver"):
         get_method("npo").solver_settings("gdaa")
+    assert get_method("ceu").name == "ce-u" and get_method("Alt_PO").name == "altpo"
     for cls in METHODS.values():
         doc = cls.__doc__ or ""
         assert "arXiv" in doc and "L" in doc, f"{cls.__name__} docstring lacks formula/paper"
@@ -159,8 +165,8 @@ def test_terms_finite_and_gradients_flow(name, tokenizer, data):
     assert retain.dim() == 0 and math.isfinite(retain.item())
     assert math.isfinite(terms.metrics["forget_nll"])
     assert terms.metrics["forget_tokens"] > 0
-    # the retain term carries a graph unless its weight is frozen at 0 (grad-ascent default)
-    assert retain.requires_grad == (name != "grad-ascent")
+    # the retain term carries a graph unless its weight is frozen at 0 (GA, UNDIAL, CE-U)
+    assert retain.requires_grad == (setup.method.retain_weight != 0)
     loss = terms.objective + (retain if retain.requires_grad else 0.0)
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
@@ -230,7 +236,8 @@ def test_grad_ascent_and_graddiff_values(tokenizer, data):
 def test_solver_treatment_defaults_and_switch(tokenizer, data):
     model = tiny_llama(tokenizer)
     ga = get_method("grad-ascent").setup(model, tokenizer)
-    assert (ga.solver, ga.solver_kwargs) == ("penalty", {"multiplier_init": 0.0})
+    # every solver gets dual_lr (penalty ignores it, the augmented Lagrangian takes it as η)
+    assert (ga.solver, ga.solver_kwargs) == ("penalty", {"multiplier_init": 0.0, "dual_lr": 1.0})
     assert ga.constraints[0].name == "retain" and ga.constraints[0].bound is None
     constrained = get_method("grad-ascent").setup(model, tokenizer, solver="gda", epsilon=3.0)
     assert constrained.solver == "gda"
@@ -241,8 +248,8 @@ def test_solver_treatment_defaults_and_switch(tokenizer, data):
     assert constrained.terms_fn(model, fb, rb).constraints["retain"].requires_grad
     npo = get_method("npo", retain_weight=2.5).setup(model, tokenizer, solver="nupi", kp=0.5)
     assert npo.solver_kwargs == {"multiplier_init": 2.5, "dual_lr": 1.0, "kp": 0.5}
-    al = get_method("simnpo").setup(model, tokenizer, solver="augmented_lagrangian")
-    assert al.solver == "augmented-lagrangian" and "dual_lr" not in al.solver_kwargs
+    al = get_method("simnpo", dual_lr=0.5).setup(model, tokenizer, solver="augmented_lagrangian")
+    assert al.solver == "augmented-lagrangian" and al.solver_kwargs["dual_lr"] == 0.5
     pdu = get_method("pdu").setup(model, tokenizer)
     assert (pdu.solver, pdu.solver_kwargs) == ("gda", {"multiplier_init": 100.0, "dual_lr": 5.0})
     params = pdu.params()
@@ -370,7 +377,8 @@ def test_pdu_values(tokenizer, data):
     kl = (math.log(logits.shape[-1]) + (log_p.exp() * log_p).sum(-1)).mean()
     ent = get_method("pdu-entropy").setup(model, tokenizer).terms_fn(model, fb, rb)
     assert float(ent.objective) == pytest.approx(float(kl), rel=1e-5)
-    chunked = get_method("pdu", chunk_size=4).setup(model, tokenizer).terms_fn(model, fb, rb)
+    lm = {"chunk_size": 4}
+    chunked = get_method("pdu").setup(model, tokenizer, lm_options=lm).terms_fn(model, fb, rb)
     assert float(chunked.objective) == pytest.approx(float(margin), rel=1e-5)
 
 

@@ -1,4 +1,12 @@
-"""Unlearning terms of a causal LM: the engine's ``terms_fn`` for Hugging Face models.
+"""Unlearning terms of a causal LM: the ONE ``terms_fn`` every LM method runs through.
+
+A method is data over this module: a :class:`ForgetObjective` (a function of the aligned
+outputs of the forget batch, possibly with a frozen reference model's outputs), a
+:class:`RetainTerm` (NLL, KL to the reference, …) and a few flags (does it need the reference,
+the hidden states, can it be computed in chunks). :class:`CausalLMTerms` runs the forwards
+(separate or fused, full logits or chunked through the LM head), hands each function what it
+needs and returns :class:`~constrained_unlearn.engine.terms.Terms` whose metrics are tensors
+(the engine sums them on the device and syncs once per step).
 
 Batches are dicts from :func:`~constrained_unlearn.llm.collate.pad_collate` (right padding):
 ``input_ids`` ``[B, T]``, ``attention_mask`` ``[B, T]`` (from lengths), ``labels`` ``[B, T]``
@@ -8,36 +16,65 @@ Every loss is taken on the positions that **predict** answer tokens: the logits 
 paired with the label at ``t + 1`` (:func:`~constrained_unlearn.losses.next_token_alignment`),
 so the position that predicts the first answer token (the last prompt token) counts and the
 position after EOS does not (DESIGN.md, invariant 5). With ``A`` the set of such aligned
-positions in a batch:
+positions in a batch, the built-in pieces are
 
-    objective   L_f = (1/|A_f|) Σ_{p∈A_f} (max_k z_{p,k} − mean_k z_{p,k})²         ("margin")
-             or L_f = (1/|A_f|) Σ_{p∈A_f} KL(softmax(z_p) ‖ uniform)               ("entropy")
-    "retain"    L_r = −(1/|A_r|) Σ_{p∈A_r} log p_θ(y_p | prefix)
-    "kl_reference" (optional)
-                K   = (1/|A_r|) Σ_{p∈A_r} Σ_k p_θ(k|p) (log p_θ(k|p) − log p_ref(k|p))
+    "margin"    L_f = (1/|A_f|) Σ_{p∈A_f} (max_k z_{p,k} − mean_k z_{p,k})²
+    "entropy"   L_f = (1/|A_f|) Σ_{p∈A_f} KL(softmax(z_p) ‖ uniform)
+    NLL retain  L_r = −(1/|A_r|) Σ_{p∈A_r} log p_θ(y_p | prefix)
+    KL retain   L_r = (1/|A_r|) Σ_{p∈A_r} Σ_k p_θ(k|p) (log p_θ(k|p) − log p_ref(k|p))
+
+Chunked mode (``chunk_size=C``) never materialises the ``[N, V]`` logits: the LM head is
+applied ``C`` positions at a time (:func:`~constrained_unlearn.losses.chunked.chunked_head_loss`).
+It is exact or refused: on every batch the model's own logits at the last position (the head
+hook lets the model finish its forward on that position) are compared with ``h W^T + b``; a
+model that changes its logits after the head (soft-capping, logit scales, multipliers …) is
+refused, as is an LM head with trainable parameters the chunked path does not read (a LoRA
+adapter on the head would get no gradient).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from constrained_unlearn.engine.terms import Terms
 from constrained_unlearn.losses import (
+    kl_to_reference,
     kl_to_uniform_loss,
     margin_flattening_loss,
-    masked_mean,
     next_token_alignment,
     sequence_log_prob,
+    token_log_probs,
     token_nll,
 )
 from constrained_unlearn.losses.chunked import chunked_head_loss
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
+__all__ = [
+    "KL_RETAIN",
+    "NLL_RETAIN",
+    "Batch",
+    "CausalLMTerms",
+    "ForgetObjective",
+    "LMView",
+    "RetainTerm",
+    "answer_logits",
+    "check_batch",
+    "concat_batches",
+    "head_inputs",
+    "kl_to_reference",
+    "logit_objective",
+    "reference_sequence_log_probs",
+    "sequence_log_probs",
+]
+
 Batch = Mapping[str, torch.Tensor]
+ChunkKind = Literal["margin", "nll"]
 
 
 def check_batch(batch: Batch, name: str) -> None:
@@ -55,58 +92,176 @@ def check_batch(batch: Batch, name: str) -> None:
         )
 
 
-def _forward_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """``[B, T, V]`` logits of one forward pass, no KV cache."""
+# -- what a method's functions see ---------------------------------------------------------------
+@dataclass
+class LMView:
+    """One batch through one model, aligned with the tokens the positions predict.
+
+    Attributes:
+        logits: ``[B, T-1, V]`` aligned logits (``None`` in chunked mode).
+        targets: ``[B, T-1]`` target ids (0 where masked).
+        mask: ``[B, T-1]`` bool, the aligned answer positions ``A``.
+        hidden_states: the model's ``output_hidden_states`` (each ``[B, T, H]``, unaligned),
+            only when the objective or retain term asked for them.
+    """
+
+    logits: torch.Tensor | None
+    targets: torch.Tensor
+    mask: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    _log_probs: torch.Tensor | None = field(default=None, repr=False)
+
+    def require_logits(self) -> torch.Tensor:
+        if self.logits is None:
+            raise ValueError("this term needs the full logits; use chunk_size=None")
+        return self.logits
+
+    def nll(self) -> torch.Tensor:
+        """Mean answer NLL ``−(1/|A|) Σ_{p∈A} log p(y_p)`` (float32 scalar)."""
+        return token_nll(self.require_logits(), self.targets, self.mask)
+
+    def token_log_probs(self) -> torch.Tensor:
+        """``log p(y_p)`` at every aligned position, ``[B, T-1]`` float32 (cached)."""
+        if self._log_probs is None:
+            self._log_probs = token_log_probs(self.require_logits(), self.targets)
+        return self._log_probs
+
+    def sequence_log_prob(self, normalize: bool = False) -> torch.Tensor:
+        """Per-row answer log-probability ``s_b = Σ_{p∈A_b} log p(y_p)`` ``[B]`` (``normalize``:
+        divided by ``|A_b|``)."""
+        return sequence_log_prob(
+            self.require_logits(), self.targets, self.mask, normalize=normalize
+        )
+
+    def rows(self, start: int, stop: int) -> LMView:
+        """The view of rows ``start:stop``."""
+        states = None
+        if self.hidden_states is not None:
+            states = tuple(h[start:stop] for h in self.hidden_states)
+        return LMView(
+            None if self.logits is None else self.logits[start:stop],
+            self.targets[start:stop],
+            self.mask[start:stop],
+            states,
+        )
+
+
+ForgetLoss = Callable[[LMView, "LMView | None"], "torch.Tensor | tuple[torch.Tensor, Mapping]"]
+
+
+@dataclass(frozen=True)
+class ForgetObjective:
+    """A method's forget objective, as data.
+
+    Attributes:
+        name: short name (error messages, logs).
+        loss: ``loss(view, reference_view) -> L_f`` or ``(L_f, {metric: tensor})``; ``view``
+            is the forget batch (after ``prepare``) under θ, ``reference_view`` the same under
+            θ_ref (``None`` unless ``needs_reference``).
+        needs_reference: whether ``loss`` reads the reference model's outputs.
+        hidden_states: whether ``loss`` reads ``view.hidden_states``.
+        prepare: ``prepare(forget_batch) -> batch`` the objective scores instead (e.g. the
+            original answers stacked with preferred ones); its first ``B`` rows must be the
+            forget batch's (``forget_nll`` is logged on them).
+        chunk_kind: how the chunked path computes it: ``"margin"`` (mean squared margin) or
+            ``"nll"`` (mean NLL), times ``chunk_sign``; ``None`` if it cannot be chunked.
+        chunk_sign: ``±1``.
+        needs: what it needs, for the error when chunking is refused.
+    """
+
+    name: str
+    loss: ForgetLoss
+    needs_reference: bool = False
+    hidden_states: bool = False
+    prepare: Callable[[Batch], Batch] | None = None
+    chunk_kind: ChunkKind | None = None
+    chunk_sign: float = 1.0
+    needs: str = "the full logits"
+
+
+@dataclass(frozen=True)
+class RetainTerm:
+    """A method's retain quantity ``L_r`` (the constrained or weighted term), as data.
+
+    Attributes:
+        name: ``"nll"``, ``"kl"``, ….
+        loss: ``loss(view, reference_view) -> L_r`` on the retain batch.
+        needs_reference: whether it reads the reference model's outputs.
+        hidden_states: whether it reads ``view.hidden_states``.
+        is_divergence: whether it is a distance to θ_ref (0 at θ₀: ε cannot be calibrated).
+        chunk_kind: ``"nll"`` if the chunked path can compute it, else ``None``.
+    """
+
+    name: str
+    loss: Callable[[LMView, LMView | None], torch.Tensor]
+    needs_reference: bool = False
+    hidden_states: bool = False
+    is_divergence: bool = False
+    chunk_kind: ChunkKind | None = None
+
+
+def _retain_nll(view: LMView, reference: LMView | None) -> torch.Tensor:
+    return view.nll()
+
+
+def _retain_kl(view: LMView, reference: LMView | None) -> torch.Tensor:
+    assert reference is not None and reference.logits is not None
+    return kl_to_reference(view.require_logits(), reference.logits, view.mask)
+
+
+NLL_RETAIN = RetainTerm("nll", _retain_nll, chunk_kind="nll")
+"""``L_r`` = retain answer NLL."""
+KL_RETAIN = RetainTerm("kl", _retain_kl, needs_reference=True, is_divergence=True)
+"""``L_r`` = mean ``KL(p_θ ‖ p_ref)`` on the retain answer positions."""
+
+
+@dataclass(frozen=True)
+class _PositionLoss:
+    """``loss(view) = fn(aligned logits, mask)`` (picklable)."""
+
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def __call__(self, view: LMView, reference: LMView | None) -> torch.Tensor:
+        return self.fn(view.require_logits(), view.mask)
+
+
+def logit_objective(
+    name: str,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    chunk_kind: ChunkKind | None = None,
+) -> ForgetObjective:
+    """A forget objective that is a function ``fn(logits [B, T-1, V], mask) -> scalar`` of the
+    forget batch's aligned logits alone (PDU's margin, the entropy ablation)."""
+    return ForgetObjective(name, _PositionLoss(fn), chunk_kind=chunk_kind)
+
+
+_NAMED_OBJECTIVES: dict[str, ForgetObjective] = {
+    "margin": logit_objective("margin", margin_flattening_loss, chunk_kind="margin"),
+    "entropy": logit_objective("entropy", kl_to_uniform_loss),
+}
+
+
+# -- forwards ------------------------------------------------------------------------------------
+def _forward(
+    model: torch.nn.Module, batch: Batch, hidden_states: bool = False
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """``([B, T, V] logits, hidden states or None)`` of one forward pass, no KV cache."""
+    kwargs: dict[str, Any] = {"output_hidden_states": True} if hidden_states else {}
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         use_cache=False,
+        **kwargs,
     )
-    return out.logits
-
-
-def head_inputs(
-    model: torch.nn.Module, batch: Batch
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Final hidden states ``[B, T, H]`` and the LM head's ``(weight [V, H], bias)``.
-
-    The forward still goes through ``model`` (so DDP and accelerate wrappers see it), but a
-    pre-hook on the output embedding captures its input and lets the head run on the last
-    position only: the ``[B, T, V]`` logits are never computed. Models that transform the
-    logits after the head (Gemma-2's soft-capping) are refused.
-    """
-    from accelerate.utils import extract_model_from_parallel
-
-    inner = extract_model_from_parallel(model)
-    if getattr(getattr(inner, "config", None), "final_logit_softcapping", None):
-        raise ValueError(
-            "chunked losses skip the model's logit soft-capping; use chunk_size=None for this model"
-        )
-    head = inner.get_output_embeddings()
-    if head is None or not hasattr(head, "weight"):
-        raise ValueError("the model exposes no output embedding; use chunk_size=None")
-    captured: dict[str, torch.Tensor] = {}
-
-    def keep_input(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
-        captured["hidden"] = args[0]
-        return (args[0][:, -1:, :],)
-
-    handle = head.register_forward_pre_hook(keep_input)
-    try:
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    finally:
-        handle.remove()
-    if "hidden" not in captured or captured["hidden"].shape[:2] != batch["input_ids"].shape:
-        raise ValueError("could not capture the LM head's input; use chunk_size=None")
-    return captured["hidden"], head.weight, getattr(head, "bias", None)
-
-
-def _aligned_hidden(
-    hidden: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states ``[N, H]`` of the positions that predict answer tokens, and the targets."""
-    mask = labels[:, 1:] != IGNORE_INDEX
-    return hidden[:, :-1][mask], labels[:, 1:][mask]
+    states = None
+    if hidden_states:
+        states = out.hidden_states
+        if states is None:
+            raise ValueError(
+                f"{type(model).__name__} returned no hidden_states for output_hidden_states=True"
+            )
+        states = tuple(states)
+    return out.logits, states
 
 
 def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
@@ -137,7 +292,7 @@ def answer_logits(
         :func:`~constrained_unlearn.losses.next_token_alignment`.
     """
     check_batch(batch, "batch")
-    return next_token_alignment(_forward_logits(model, batch), batch["labels"])
+    return next_token_alignment(_forward(model, batch)[0], batch["labels"])
 
 
 def sequence_log_probs(
@@ -147,8 +302,7 @@ def sequence_log_probs(
 
         s_b = Σ_{p ∈ A_b} log p_θ(y_p | prefix)          (``normalize``: divided by |A_b|)
 
-    Shape ``[B]`` float32; feeds :func:`~constrained_unlearn.losses.npo_loss` (unnormalised)
-    and :func:`~constrained_unlearn.losses.simnpo_loss` (``normalize=True``).
+    Shape ``[B]`` float32.
     """
     logits, targets, mask = answer_logits(model, batch)
     return sequence_log_prob(logits, targets, mask, normalize=normalize)
@@ -160,7 +314,9 @@ def reference_sequence_log_probs(
 ) -> torch.Tensor:
     """:func:`sequence_log_probs` under a frozen reference model: no graph, eval mode.
 
-    The model's train/eval mode is restored afterwards.
+    Kept for the public API of ``constrained_unlearn.llm`` (no method uses it: the reference
+    outputs of :class:`CausalLMTerms` come from its own reference forward). The model's
+    train/eval mode is restored afterwards.
     """
     was_training = reference_model.training
     reference_model.eval()
@@ -170,129 +326,339 @@ def reference_sequence_log_probs(
         reference_model.train(was_training)
 
 
-def kl_to_reference(
-    logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """Mean forward KL ``KL(p_θ ‖ p_ref)`` over masked positions.
+def _architecture(model: torch.nn.Module) -> str:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return f"{type(model).__name__}" + (f" (model_type {model_type!r})" if model_type else "")
 
-    Args:
-        logits: ``[B, T, V]`` model logits (aligned).
-        ref_logits: ``[B, T, V]`` reference logits on the same positions (no gradient).
-        mask: ``[B, T]`` bool.
 
-    Returns:
-        Float32 scalar ``(1/|M|) Σ_{p∈M} Σ_k p_k (log p_k − log q_k)``, ≥ 0.
+def _exactness_tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance of ``h W^T + b`` against the model's own logits, by dtype."""
+    if dtype == torch.bfloat16:
+        return 2e-2
+    if dtype == torch.float16:
+        return 4e-3
+    if torch.backends.cuda.matmul.allow_tf32:
+        return 5e-3
+    return 1e-5
+
+
+def head_inputs(
+    model: torch.nn.Module, batch: Batch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Final hidden states ``[B, T, H]`` and the LM head's ``(weight [V, H], bias)``, checked.
+
+    The forward still goes through ``model`` (so DDP and accelerate wrappers see it), but a
+    pre-hook on the output embedding captures its input and lets the head (and whatever the
+    model does after it) run on the last position only: the ``[B, T, V]`` logits are never
+    computed. The model's own logits at that position are then compared with
+    ``h_last W^T + b``, what the chunked losses compute; they must agree to float tolerance
+    (``1e-5`` relative to the largest logit in float32, looser in half precision).
+
+    Raises:
+        ValueError: naming the architecture and ``chunk_size=None`` when the model has no
+            usable output embedding, the head has trainable parameters besides ``weight`` and
+            ``bias`` (e.g. a LoRA adapter on the head), or the model changes the logits after
+            the head (soft-capping, logit scaling, multipliers …).
     """
-    if ref_logits.shape != logits.shape:
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    arch = _architecture(inner)
+    fix = "use chunk_size=None (training.loss_chunk_size: null)"
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if head is None or not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError(f"chunked losses: {arch} exposes no linear output embedding; {fix}")
+    bias = getattr(head, "bias", None)
+    bias = bias if isinstance(bias, torch.Tensor) else None
+    unread = [
+        n
+        for n, p in head.named_parameters()
+        if p.requires_grad and p is not weight and p is not bias
+    ]
+    if unread:
         raise ValueError(
-            f"reference logits {tuple(ref_logits.shape)} do not match model logits "
-            f"{tuple(logits.shape)}: the reference must share the tokenizer/vocabulary"
+            f"chunked losses: the LM head of {arch} has trainable parameters the chunked path "
+            f"does not use ({', '.join(unread[:3])}{' …' if len(unread) > 3 else ''}; e.g. a "
+            f"LoRA adapter on the head): they would get no gradient. {fix[0].upper()}{fix[1:]}, "
+            "or leave the LM head out of the adapter's target modules"
         )
-    log_p = torch.log_softmax(logits.float(), dim=-1)
-    log_q = torch.log_softmax(ref_logits.float(), dim=-1)
-    per_position = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
-    return masked_mean(per_position, mask)
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep_input(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            captured["hidden"] = args[0]
+            return (args[0][:, -1:, :], *args[1:]), kwargs
+        key = next(iter(kwargs))
+        captured["hidden"] = kwargs[key]
+        return args, {**kwargs, key: kwargs[key][:, -1:, :]}
+
+    handle = head.register_forward_pre_hook(keep_input, with_kwargs=True)
+    try:
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        )
+    finally:
+        handle.remove()
+    hidden = captured.get("hidden")
+    if hidden is None or hidden.shape[:2] != batch["input_ids"].shape:
+        raise ValueError(f"chunked losses: could not capture the LM head's input of {arch}; {fix}")
+    own = getattr(out, "logits", None)
+    if own is None or own.dim() != 3 or own.shape[1] != 1 or own.shape[-1] != weight.shape[0]:
+        raise ValueError(
+            f"chunked losses: {arch} did not return [B, 1, V] logits for the last position; {fix}"
+        )
+    with torch.no_grad():
+        mine = F.linear(
+            hidden[:, -1].detach(), weight.detach(), None if bias is None else bias.detach()
+        ).float()
+        theirs = own[:, -1].detach().float()
+        scale = float(theirs.abs().max().clamp_min(1e-6))
+        error = float((mine - theirs).abs().max()) / scale
+    if not error <= _exactness_tolerance(weight.dtype):
+        raise ValueError(
+            f"chunked losses are not exact for {arch}: the model changes its logits after the "
+            f"LM head (soft-capping, logit scale or multiplier …): its own logits and "
+            f"h·W^T + b differ by {error:.3g} relative to the largest logit. {fix[0].upper()}"
+            f"{fix[1:]} for this model"
+        )
+    return hidden, weight, bias
+
+
+def _aligned_hidden(
+    hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``[N, H]`` of the positions that predict answer tokens, and the targets."""
+    mask = labels[:, 1:] != IGNORE_INDEX
+    return hidden[:, :-1][mask], labels[:, 1:][mask]
+
+
+def _prepare_reference(reference: torch.nn.Module, batch: Batch) -> torch.nn.Module:
+    """Eval mode, and on the batch's device (the engine moves the trained model with
+    accelerate; the reference is not prepared)."""
+    device = batch["input_ids"].device
+    first = next(reference.parameters(), None)
+    if first is not None and first.device != device:
+        reference.to(device)
+    if reference.training:
+        reference.eval()
+    return reference
+
+
+def _split(
+    logits: torch.Tensor,
+    states: tuple[torch.Tensor, ...] | None,
+    n_first: int,
+    widths: tuple[int, int],
+) -> tuple[tuple[torch.Tensor, Any], tuple[torch.Tensor, Any]]:
+    """Undo :func:`concat_batches` on a forward's outputs."""
+    w1, w2 = widths
+    first = (
+        logits[:n_first, :w1],
+        None if states is None else tuple(h[:n_first, :w1] for h in states),
+    )
+    second = (
+        logits[n_first:, :w2],
+        None if states is None else tuple(h[n_first:, :w2] for h in states),
+    )
+    return first, second
+
+
+def _view(logits: torch.Tensor, states: Any, labels: torch.Tensor) -> LMView:
+    aligned, targets, mask = next_token_alignment(logits, labels)
+    return LMView(aligned, targets, mask, states)
 
 
 class CausalLMTerms:
     """``terms_fn(model, forget_batch, retain_batch) -> Terms`` for a causal LM.
 
     Args:
-        forget_loss: ``"margin"`` (PDU's logit-margin flattening) or ``"entropy"`` (KL to the
-            uniform distribution, the ablation).
-        reference_model: optional frozen model; adds the constraint ``"kl_reference"`` =
-            ``KL(p_θ ‖ p_ref)`` on the retain answer positions. It is put in eval mode with
-            ``requires_grad=False`` and always run under ``torch.no_grad``.
+        forget_loss: a :class:`ForgetObjective`, or ``"margin"`` (PDU's logit-margin
+            flattening) / ``"entropy"`` (KL to the uniform distribution).
+        retain: the :class:`RetainTerm` (default :data:`NLL_RETAIN`).
+        reference_model: the frozen θ_ref, required when the objective or retain term needs it.
+            Put in eval mode with ``requires_grad=False``, always run under ``torch.no_grad``.
+        kl_constraint: add the constraint ``"kl_reference"`` = ``KL(p_θ ‖ p_ref)`` on the retain
+            answer positions. Default (``None``): when a reference is given that neither the
+            objective nor the retain term uses.
         fused: run forget and retain batches as ONE forward on their right-padded
-            concatenation, then split. Same values as two forwards (right padding leaves the
-            real positions' positions and attention unchanged), fewer kernel launches.
+            concatenation, then split (also for the reference). Same values as two forwards
+            (right padding leaves the real positions' positions and attention unchanged).
         pad_token_id: id used to widen ``input_ids`` in fused mode (masked, so any valid id).
+        chunk_size: compute the losses in chunks of ``C`` positions fused with the LM head
+            (see the module docstring); only for objectives and retain terms with a
+            ``chunk_kind``, otherwise refused with a message naming ``label``.
+        log_forget_nll: log ``forget_nll`` in chunked mode (one more chunked pass, no graph).
+        train_retain: whether ``L_r`` needs a graph. ``False`` only when its weight is frozen
+            at 0: it is then computed under ``torch.no_grad`` (logged only).
+        label: who is asking, for error messages (e.g. ``"method 'npo'"``).
 
     Returns from ``__call__``:
         :class:`~constrained_unlearn.engine.terms.Terms` with ``objective`` = L_f,
-        ``constraints = {"retain": L_r[, "kl_reference": K]}`` and detached ``metrics``:
-        ``forget_nll`` (answer NLL on the forget batch, rises as it is forgotten),
-        ``forget_tokens`` and ``retain_tokens`` (counts of aligned answer positions).
+        ``constraints = {"retain": L_r[, "kl_reference": K]}`` and detached tensor
+        ``metrics``: ``forget_nll`` (answer NLL of the forget batch, rises as it is
+        forgotten), ``retain_nll``, ``forget_tokens``, ``retain_tokens`` and the objective's.
     """
 
     def __init__(
         self,
         *,
-        forget_loss: Literal["margin", "entropy"] = "margin",
+        forget_loss: ForgetObjective | str = "margin",
+        retain: RetainTerm = NLL_RETAIN,
         reference_model: torch.nn.Module | None = None,
+        kl_constraint: bool | None = None,
         fused: bool = False,
         pad_token_id: int = 0,
         chunk_size: int | None = None,
         log_forget_nll: bool = True,
+        train_retain: bool = True,
+        label: str = "CausalLMTerms",
     ) -> None:
-        if forget_loss not in ("margin", "entropy"):
-            raise ValueError(f"forget_loss must be 'margin' or 'entropy', got {forget_loss!r}")
-        self.forget_loss = forget_loss
-        self.fused = fused
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be None or an integer ≥ 1, got {chunk_size!r}")
-        if chunk_size is not None and forget_loss != "margin":
-            raise ValueError("chunk_size is implemented for forget_loss='margin' only")
-        if chunk_size is not None and reference_model is not None:
+        if isinstance(forget_loss, str):
+            if forget_loss not in _NAMED_OBJECTIVES:
+                raise ValueError(
+                    f"forget_loss must be 'margin', 'entropy' or a ForgetObjective, got "
+                    f"{forget_loss!r}"
+                )
+            forget_loss = _NAMED_OBJECTIVES[forget_loss]
+        if not isinstance(forget_loss, ForgetObjective):
+            raise TypeError(f"forget_loss must be a ForgetObjective, got {type(forget_loss)}")
+        self.objective = forget_loss
+        self.retain = retain
+        uses_reference = forget_loss.needs_reference or retain.needs_reference
+        if kl_constraint is None:
+            kl_constraint = reference_model is not None and not uses_reference
+        if (uses_reference or kl_constraint) and reference_model is None:
             raise ValueError(
-                "chunk_size cannot be combined with a reference model (KL needs logits)"
+                f"{label}: the {forget_loss.name!r} objective / {retain.name!r} retain term "
+                "needs a frozen reference model; pass reference_model= (freeze_reference(model))"
             )
+        self.kl_constraint = bool(kl_constraint)
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be None or an integer ≥ 1, got {chunk_size!r}")
+        if chunk_size is not None:
+            self._check_chunkable(label, chunk_size)
         self.chunk_size = chunk_size
-        self.log_forget_nll = log_forget_nll
+        self.fused = bool(fused)
         self.pad_token_id = int(pad_token_id)
+        self.log_forget_nll = log_forget_nll
+        self.train_retain = train_retain
         self.reference_model = reference_model
         if reference_model is not None:
             reference_model.eval()
             reference_model.requires_grad_(False)
 
-    def _objective(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.forget_loss == "margin":
-            return margin_flattening_loss(logits, mask)
-        return kl_to_uniform_loss(logits, mask)
+    def _check_chunkable(self, label: str, chunk_size: int) -> None:
+        objective, retain = self.objective, self.retain
+        reason = None
+        if objective.chunk_kind is None or objective.hidden_states or objective.prepare:
+            reason = f"its forget objective {objective.name!r} needs {objective.needs}"
+        elif objective.needs_reference:
+            reason = f"its forget objective {objective.name!r} needs the reference model's logits"
+        elif retain.chunk_kind is None:
+            reason = f"its retain term {retain.name!r} needs the full logits"
+        elif self.kl_constraint:
+            reason = "the kl_reference constraint needs the full logits"
+        if reason:
+            raise ValueError(
+                f"{label} cannot compute its losses in chunks (chunk_size={chunk_size}): "
+                f"{reason}. Use chunk_size=None (training.loss_chunk_size: null)"
+            )
 
+    # -- the terms ---------------------------------------------------------------------------
     def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
         check_batch(forget_batch, "forget_batch")
         check_batch(retain_batch, "retain_batch")
         if self.chunk_size is not None:
             return self._chunked(model, forget_batch, retain_batch)
-        if self.fused:
-            both = concat_batches(forget_batch, retain_batch, self.pad_token_id)
-            logits = _forward_logits(model, both)
-            n_forget = forget_batch["input_ids"].shape[0]
-            f_width, r_width = (
-                forget_batch["input_ids"].shape[1],
-                retain_batch["input_ids"].shape[1],
-            )
-            f_logits = logits[:n_forget, :f_width]
-            r_logits = logits[n_forget:, :r_width]
+        n_forget = forget_batch["input_ids"].shape[0]
+        scored = forget_batch
+        if self.objective.prepare is not None:
+            scored = self.objective.prepare(forget_batch)
+        f_view, r_view = self._views(model, scored, retain_batch, reference=False)
+        f_ref, r_ref = self._reference_views(scored, retain_batch)
+
+        objective, extra = self._objective(f_view, f_ref)
+        if self.train_retain:
+            retain = self.retain.loss(r_view, r_ref)
         else:
-            f_logits = _forward_logits(model, forget_batch)
-            r_logits = _forward_logits(model, retain_batch)
-
-        f_logits, f_targets, f_mask = next_token_alignment(f_logits, forget_batch["labels"])
-        r_logits, r_targets, r_mask = next_token_alignment(r_logits, retain_batch["labels"])
-
-        objective = self._objective(f_logits, f_mask)
-        constraints = {"retain": token_nll(r_logits, r_targets, r_mask)}
-        if self.reference_model is not None:
-            ref = self.reference_model
-            if ref.training:
-                ref.eval()
             with torch.no_grad():
-                ref_logits = _forward_logits(ref, retain_batch)[:, :-1]
-            constraints["kl_reference"] = kl_to_reference(r_logits, ref_logits, r_mask)
-
+                retain = self.retain.loss(r_view, r_ref).detach()
+        constraints = {"retain": retain}
+        if self.kl_constraint:
+            assert r_ref is not None and r_ref.logits is not None
+            constraints["kl_reference"] = kl_to_reference(
+                r_view.require_logits(), r_ref.logits, r_view.mask
+            )
+        forget_rows = f_view.rows(0, n_forget)
         with torch.no_grad():
-            forget_nll = token_nll(f_logits.detach(), f_targets, f_mask)
-        metrics = {  # tensors: the engine syncs them once per step, not per micro-batch
-            "forget_nll": forget_nll,
-            "forget_tokens": f_mask.sum(),
-            "retain_tokens": r_mask.sum(),
-        }
+            metrics: dict[str, Any] = {
+                "forget_nll": token_nll(
+                    forget_rows.require_logits().detach(), forget_rows.targets, forget_rows.mask
+                ),
+                "retain_nll": retain.detach()
+                if self.retain is NLL_RETAIN
+                else token_nll(r_view.require_logits().detach(), r_view.targets, r_view.mask),
+                "forget_tokens": forget_rows.mask.sum(),
+                "retain_tokens": r_view.mask.sum(),
+            }
+        metrics.update(extra)
         return Terms(objective=objective, constraints=constraints, metrics=metrics)
 
+    def _objective(self, view: LMView, reference: LMView | None) -> tuple[torch.Tensor, dict]:
+        out = self.objective.loss(view, reference)
+        if isinstance(out, tuple):
+            value, extra = out
+            return value, {
+                k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in extra.items()
+            }
+        return out, {}
+
+    def _views(
+        self, model: torch.nn.Module, forget: Batch, retain: Batch, *, reference: bool
+    ) -> tuple[LMView, LMView]:
+        """Views of both batches under ``model`` (θ, or θ_ref when ``reference``)."""
+        f_states, r_states = self.objective.hidden_states, self.retain.hidden_states
+        frozen_retain = not (self.train_retain or reference)
+        if self.fused:
+            both = concat_batches(forget, retain, self.pad_token_id)
+            logits, states = _forward(model, both, f_states or r_states)
+            (fl, fs), (rl, rs) = _split(
+                logits,
+                states,
+                forget["input_ids"].shape[0],
+                (forget["input_ids"].shape[1], retain["input_ids"].shape[1]),
+            )
+            if frozen_retain:
+                rl = rl.detach()
+                rs = None if rs is None else tuple(h.detach() for h in rs)
+            return _view(fl, fs, forget["labels"]), _view(rl, rs, retain["labels"])
+        fl, fs = _forward(model, forget, f_states)
+        with torch.no_grad() if frozen_retain else nullcontext():
+            rl, rs = _forward(model, retain, r_states)
+        return _view(fl, fs, forget["labels"]), _view(rl, rs, retain["labels"])
+
+    @torch.no_grad()
+    def _reference_views(self, forget: Batch, retain: Batch) -> tuple[LMView | None, LMView | None]:
+        ref = self.reference_model
+        want_f = self.objective.needs_reference
+        want_r = self.retain.needs_reference or self.kl_constraint
+        if ref is None or not (want_f or want_r):
+            return None, None
+        ref = _prepare_reference(ref, forget)
+        if want_f and want_r and self.fused:
+            return self._views(ref, forget, retain, reference=True)
+        f_view = r_view = None
+        if want_f:
+            f_view = _view(*_forward(ref, forget, self.objective.hidden_states), forget["labels"])
+        if want_r:
+            r_view = _view(*_forward(ref, retain, self.retain.hidden_states), retain["labels"])
+        return f_view, r_view
+
     def _chunked(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        """Same terms through :func:`~constrained_unlearn.losses.chunked.chunked_head_loss`."""
+        """The same terms through :func:`~constrained_unlearn.losses.chunked.chunked_head_loss`."""
         if self.fused:
             both = concat_batches(forget_batch, retain_batch, self.pad_token_id)
             hidden, weight, bias = head_inputs(model, both)
@@ -305,11 +671,24 @@ class CausalLMTerms:
         f_h, f_t = _aligned_hidden(f_hidden, forget_batch["labels"])
         r_h, r_t = _aligned_hidden(r_hidden, retain_batch["labels"])
         size = self.chunk_size or 1024
-        objective = chunked_head_loss(f_h, weight, kind="margin", bias=bias, chunk_size=size)
-        retain = chunked_head_loss(r_h, weight, kind="nll", targets=r_t, bias=bias, chunk_size=size)
-        metrics: dict[str, float | torch.Tensor] = {
+        kind = self.objective.chunk_kind
+        assert kind is not None
+        objective = self.objective.chunk_sign * chunked_head_loss(
+            f_h,
+            weight,
+            kind=kind,
+            targets=f_t if kind == "nll" else None,
+            bias=bias,
+            chunk_size=size,
+        )
+        with nullcontext() if self.train_retain else torch.no_grad():
+            retain = chunked_head_loss(
+                r_h, weight, kind="nll", targets=r_t, bias=bias, chunk_size=size
+            )
+        metrics: dict[str, Any] = {
             "forget_tokens": float(f_h.shape[0]),
             "retain_tokens": float(r_h.shape[0]),
+            "retain_nll": retain.detach(),
         }
         if self.log_forget_nll:
             with torch.no_grad():

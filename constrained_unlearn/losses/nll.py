@@ -7,9 +7,14 @@ import torch.nn.functional as F
 
 from constrained_unlearn.losses.masking import masked_mean
 
+__all__ = ["sequence_log_prob", "token_log_probs", "token_nll"]
 
-def _token_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``log p(target)`` per position, computed in float32. Shapes ``[..., V]``, ``[...]``."""
+
+def token_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log softmax(z)[y]`` per position, computed in float32 (differentiable).
+
+    Shapes: logits ``[..., V]``, targets ``[...]`` → ``[...]``.
+    """
     log_z = torch.logsumexp(logits.float(), dim=-1)
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
     return picked - log_z
@@ -40,7 +45,7 @@ def token_nll(
     if not bool(mask.any()):
         masked_mean(targets.new_zeros(targets.shape, dtype=torch.float32), mask)  # raises
     # select first: masked positions then contribute nothing, not even NaN gradients
-    return -_token_log_probs(logits[mask], targets[mask]).mean()
+    return -token_log_probs(logits[mask], targets[mask]).mean()
 
 
 def sequence_log_prob(
@@ -61,7 +66,7 @@ def sequence_log_prob(
     Returns:
         ``[B]`` float32.
     """
-    log_probs = _token_log_probs(logits, targets)
+    log_probs = token_log_probs(logits, targets)
     log_probs = torch.where(mask.bool(), log_probs, torch.zeros_like(log_probs))
     total = log_probs.sum(dim=-1)
     if normalize:

@@ -1,18 +1,23 @@
-"""What every unlearning method shares: a preset over the one engine.
+"""What every unlearning method shares: a preset over the one engine and the one LM terms.
 
-A method is a small object that says three things:
+A method is data:
 
-(a) its **terms function** ``terms_fn(model, forget_batch, retain_batch) -> Terms`` for causal
-    LMs: the forget objective ``L_f`` and the retain quantity ``{"retain": L_r}``;
+(a) its **forget objective** (:meth:`Method.forget_objective`, a
+    :class:`~constrained_unlearn.llm.terms.ForgetObjective`: a function of the forget batch's
+    aligned logits / log-probabilities / hidden states, possibly with a frozen reference model's)
+    and its **retain term** (:meth:`Method.retain_term`: NLL, KL to θ_ref, …). Both run through
+    :class:`~constrained_unlearn.llm.terms.CausalLMTerms`, whatever the method: the LM options
+    (``fused``, ``chunk_size``, ``pad_token_id``) apply to every method alike, and an objective
+    that cannot be chunked is refused by name;
 (b) its **default solver treatment**: scalarised baselines run with the ``penalty`` solver, whose
     multiplier is frozen at the method's weight, so that the engine minimises
 
         L_f(θ) + λ₀ · (L_r(θ) − ε)        (same gradient as L_f + λ₀ L_r: ε only shifts logs)
 
     while PDU runs a primal-dual solver (``gda``) that moves λ;
-(c) whether it needs a **frozen reference model** θ_ref (NPO, IdkDPO, RMU, GradDiff with a KL
-    retain term). The reference is only built when the loss uses it; it is kept in eval mode
-    with ``requires_grad=False`` and only ever run under ``torch.no_grad``.
+(c) whether it needs a **frozen reference model** θ_ref (NPO, IdkDPO, RMU, UNDIAL, AltPO,
+    GradDiff with a KL retain term). The reference is only built when the loss uses it; it is
+    kept in eval mode with ``requires_grad=False`` and only ever run under ``torch.no_grad``.
 
 Because every method is "an objective plus a named retain constraint", any method runs with a
 constraint ``L_r ≤ ε`` instead of a fixed weight: pass ``solver="gda"`` (or any other primal-dual
@@ -28,24 +33,34 @@ import copy
 import dataclasses
 import math
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.terms import answer_logits, kl_to_reference
-from constrained_unlearn.losses import token_nll
+from constrained_unlearn.engine.terms import TermsFn
+from constrained_unlearn.llm.terms import NLL_RETAIN, CausalLMTerms, ForgetObjective, RetainTerm
 from constrained_unlearn.problem import ConstraintSpec
-from constrained_unlearn.solvers import SOLVERS
+from constrained_unlearn.solvers import normalize_solver_name
 
 Batch = Mapping[str, torch.Tensor]
 
-__all__ = ["NOMINAL_EPSILON", "Batch", "Method", "MethodSetup", "freeze_reference"]
+__all__ = [
+    "LM_OPTIONS",
+    "NOMINAL_EPSILON",
+    "Batch",
+    "Method",
+    "MethodSetup",
+    "check_number",
+    "freeze_reference",
+    "resolve_lm_options",
+]
 
 NOMINAL_EPSILON = 1e-3
 """ε given to the ``penalty`` solver when ``L_r`` is 0 at θ₀ (its gradient ignores ε)."""
+
+LM_OPTIONS = ("fused", "chunk_size", "pad_token_id")
+"""The keys of ``lm_options`` (see :meth:`Method.setup`)."""
 
 
 def freeze_reference(model: torch.nn.Module) -> torch.nn.Module:
@@ -56,13 +71,37 @@ def freeze_reference(model: torch.nn.Module) -> torch.nn.Module:
     return reference
 
 
-def _normalise_solver(solver: str) -> str:
-    if not isinstance(solver, str):
-        raise TypeError(f"solver must be a solver name, got {type(solver).__name__}")
-    key = solver.strip().lower().replace("_", "-")
-    if key not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}")
-    return key
+def check_number(name: str, value: Any, *, minimum: float | None = None, strict=False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number (≥ / > minimum)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        sign = ">" if strict else "≥"
+        raise ValueError(f"{name} must be {sign} {minimum}, got {value}")
+
+
+def resolve_lm_options(lm_options: Mapping[str, Any] | None, tokenizer: Any | None) -> dict:
+    """``{"fused": bool, "chunk_size": int | None, "pad_token_id": int}`` with defaults
+    (``False``, ``None``, the tokenizer's pad id, else its EOS id, else 0), validated."""
+    options = dict(lm_options or {})
+    unknown = sorted(set(options) - set(LM_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown lm_options {unknown}; the options are {list(LM_OPTIONS)}")
+    fused = options.get("fused", False)
+    if not isinstance(fused, bool):
+        raise ValueError(f"lm_options['fused'] must be true or false, got {fused!r}")
+    chunk = options.get("chunk_size")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"lm_options['chunk_size'] must be None or an integer ≥ 1, got {chunk!r}")
+    pad = options.get("pad_token_id")
+    if pad is None and tokenizer is not None:
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(tokenizer, "eos_token_id", None)
+    pad = 0 if pad is None else pad
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"lm_options['pad_token_id'] must be an integer ≥ 0, got {pad!r}")
+    return {"fused": fused, "chunk_size": chunk, "pad_token_id": int(pad)}
 
 
 @dataclass
@@ -111,18 +150,27 @@ class MethodSetup:
 
 @dataclass
 class Method:
-    """Base class of the unlearning methods.
+    """Base class of the unlearning methods: declarative fields plus two data builders.
+
+    Subclasses set the class variables, add their options as dataclass fields and define
+    :meth:`forget_objective` (and :meth:`retain_term` if not the retain NLL). Nothing else:
+    terms, reference handling, LM options and solver treatment are shared.
+
+    Class variables:
+        name: canonical registry name; paper: citation; default_solver: ``"penalty"`` for
+        scalarised baselines; uses_reference: whether the forget objective reads θ_ref.
 
     Attributes:
         retain_weight: the weight λ of the retain term. With the ``penalty`` solver it is the
             fixed multiplier; with a primal-dual solver it is λ₀, the starting multiplier.
-        dual_lr: the dual step size η used when the method is switched to a primal-dual solver
-            (ignored by ``penalty`` and ``augmented-lagrangian``, whose step is its penalty c).
+        dual_lr: the dual step size η when the method runs with a primal-dual solver (the
+            augmented Lagrangian's dual step; ``penalty`` ignores it).
     """
 
     name: ClassVar[str] = "base"
     paper: ClassVar[str] = ""
     default_solver: ClassVar[str] = "penalty"
+    uses_reference: ClassVar[bool] = False
 
     retain_weight: float = 1.0
     dual_lr: float = 1.0
@@ -132,20 +180,28 @@ class Method:
 
     def validate(self) -> None:
         """Check the options; errors name the option and the fix."""
-        _check_number("retain_weight", self.retain_weight, minimum=0.0)
-        _check_number("dual_lr", self.dual_lr, minimum=0.0)
+        check_number("retain_weight", self.retain_weight, minimum=0.0)
+        check_number("dual_lr", self.dual_lr, minimum=0.0)
 
     # -- what the method declares ---------------------------------------------------------
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        """The forget objective ``L_f`` (``tokenizer``: for methods that build new answers)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no forget objective")
+
+    def retain_term(self) -> RetainTerm:
+        """The retain quantity ``L_r`` (default: the retain answer NLL)."""
+        return NLL_RETAIN
+
     @property
     def needs_reference(self) -> bool:
         """Whether the loss uses a frozen reference model θ_ref."""
-        return False
+        return self.uses_reference or self.retain_term().needs_reference
 
     @property
     def retain_is_divergence(self) -> bool:
         """Whether ``L_r`` measures a distance to θ_ref (KL, hidden-state MSE): it is then 0 at
         θ₀, and ε cannot be calibrated as ``(1 + α) L_r(θ₀)``."""
-        return False
+        return self.retain_term().is_divergence
 
     def options(self) -> dict[str, Any]:
         """The method's options as a flat dict (for logging)."""
@@ -161,29 +217,47 @@ class Method:
         tokenizer: Any | None = None,
         reference_model: torch.nn.Module | None = None,
         train_retain: bool = True,
+        lm_options: Mapping[str, Any] | None = None,
     ) -> TermsFn:
-        """The terms function of this method.
+        """The terms function of this method: :class:`CausalLMTerms` over its objective.
 
         Args:
-            tokenizer: needed only by methods that build new sequences (IdkDPO).
+            tokenizer: needed only by methods that build new sequences (IdkDPO, AltPO).
             reference_model: the frozen θ_ref, required iff :attr:`needs_reference`.
             train_retain: whether the retain term needs a graph. ``False`` only when its
-                weight is frozen at 0 (GradAscent with the penalty solver): it is then computed
-                under ``torch.no_grad`` for the logs only.
+                weight is frozen at 0 (e.g. GradAscent with the penalty solver): it is then
+                computed under ``torch.no_grad`` for the logs only.
+            lm_options: ``{"fused", "chunk_size", "pad_token_id"}`` (see :meth:`setup`).
         """
-        raise NotImplementedError
+        options = resolve_lm_options(lm_options, tokenizer)
+        if self.needs_reference and reference_model is None:
+            raise ValueError(
+                f"method {self.name!r} needs a frozen reference model; build one with "
+                "Method.setup(model) or freeze_reference(model)"
+            )
+        return CausalLMTerms(
+            forget_loss=self.forget_objective(tokenizer),
+            retain=self.retain_term(),
+            reference_model=reference_model if self.needs_reference else None,
+            kl_constraint=False,
+            train_retain=train_retain,
+            label=f"method {self.name!r}",
+            **options,
+        )
 
     # -- solver treatment -----------------------------------------------------------------
     def solver_settings(self, solver: str | None = None, **overrides: Any) -> tuple[str, dict]:
         """``(solver name, solver kwargs)`` for this method.
 
         The method's weight is the multiplier: fixed under ``penalty``, the starting value λ₀
-        under a primal-dual solver (which also gets ``dual_lr``). ``overrides`` win.
+        under a primal-dual solver; ``dual_lr`` is its dual step (every solver accepts it,
+        ``penalty`` ignores it). ``overrides`` win.
         """
-        name = _normalise_solver(solver or self.default_solver)
-        kwargs: dict[str, Any] = {"multiplier_init": float(self.retain_weight)}
-        if name not in ("penalty", "augmented-lagrangian"):
-            kwargs["dual_lr"] = float(self.dual_lr)
+        name = normalize_solver_name(solver or self.default_solver)
+        kwargs: dict[str, Any] = {
+            "multiplier_init": float(self.retain_weight),
+            "dual_lr": float(self.dual_lr),
+        }
         kwargs.update(overrides)
         return name, kwargs
 
@@ -201,13 +275,14 @@ class Method:
         epsilon: float | None = None,
         slack: float = 0.1,
         reference_model: torch.nn.Module | None = None,
+        lm_options: Mapping[str, Any] | None = None,
         **solver_overrides: Any,
     ) -> MethodSetup:
         """Terms, solver and constraint for one run of this method on ``model``.
 
         Args:
             model: the model to unlearn (its frozen copy becomes θ_ref when needed).
-            tokenizer: the model's tokenizer (required by IdkDPO).
+            tokenizer: the model's tokenizer (required by IdkDPO and AltPO).
             solver: solver name; default :attr:`default_solver`.
             epsilon: ε of the retain constraint; ``None`` calibrates ``(1 + slack) L_r(θ₀)``.
                 When ``L_r`` is a divergence to θ_ref (zero at θ₀) there is nothing to calibrate:
@@ -217,6 +292,10 @@ class Method:
             slack: α of the calibration.
             reference_model: an explicit frozen reference (e.g. loaded from disk) instead of a
                 copy of ``model``; only for methods that use one.
+            lm_options: ``{"fused": bool, "chunk_size": int | None, "pad_token_id": int}`` for
+                every method: one forward for forget + retain, chunked LM-head-fused losses
+                (refused, naming the method, where its objective cannot be chunked), the pad id
+                of widened batches (default: the tokenizer's).
             **solver_overrides: solver hyper-parameters (``multiplier_init``, ``dual_lr``,
                 ``warmup_steps`` …).
         """
@@ -240,123 +319,16 @@ class Method:
             reference_model = self.build_reference(model)
         train_retain = not (name == "penalty" and _is_zero(kwargs.get("multiplier_init")))
         terms_fn = self.make_terms(
-            tokenizer=tokenizer, reference_model=reference_model, train_retain=train_retain
+            tokenizer=tokenizer,
+            reference_model=reference_model,
+            train_retain=train_retain,
+            lm_options=lm_options,
         )
         constraints = [ConstraintSpec("retain", bound=epsilon, slack=slack)]
         return MethodSetup(self, terms_fn, name, kwargs, constraints, reference_model)
-
-    def terms(
-        self,
-        model: torch.nn.Module | None = None,
-        tokenizer: Any | None = None,
-        config: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-    ) -> TermsFn:
-        """Just the terms function (for callers that choose the solver themselves).
-
-        ``config`` may be a :class:`~constrained_unlearn.recipes.config.RunConfig`: its
-        ``method.solver`` and ``method.multiplier_init`` decide whether the retain term needs a
-        graph. Builds θ_ref from ``model`` when the method needs one and none is given.
-        """
-        train_retain = True
-        method_cfg = getattr(config, "method", None)
-        if method_cfg is not None:
-            solver = _normalise_solver(getattr(method_cfg, "solver", self.default_solver))
-            lam = getattr(method_cfg, "multiplier_init", self.retain_weight)
-            train_retain = not (solver == "penalty" and _is_zero(lam))
-        if self.needs_reference and reference_model is None:
-            if model is None:
-                raise ValueError(
-                    f"method {self.name!r} needs a reference model: pass model= (a frozen copy "
-                    "is made) or reference_model="
-                )
-            reference_model = freeze_reference(model)
-        elif reference_model is not None and not self.needs_reference:
-            raise ValueError(f"method {self.name!r} does not use a reference model")
-        return self.make_terms(
-            tokenizer=tokenizer, reference_model=reference_model, train_retain=train_retain
-        )
-
-    def _require_reference(self, reference_model: torch.nn.Module | None) -> torch.nn.Module:
-        if reference_model is None:
-            raise ValueError(
-                f"method {self.name!r} needs a frozen reference model; build one with "
-                "Method.setup(model) or freeze_reference(model)"
-            )
-        return reference_model
 
 
 def _is_zero(value: Any) -> bool:
     if isinstance(value, Mapping):
         return all(float(v) == 0.0 for v in value.values())
     return value is not None and float(value) == 0.0
-
-
-def _check_number(name: str, value: Any, *, minimum: float | None = None, strict=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        sign = ">" if strict else "≥"
-        raise ValueError(f"{name} must be {sign} {minimum}, got {value}")
-
-
-# -- shared causal-LM pieces -----------------------------------------------------------------
-def on_device_of(reference: torch.nn.Module, batch: Batch) -> torch.nn.Module:
-    """Move the reference to the batch's device the first time they differ (the engine moves
-    the trained model with accelerate; the reference is not prepared)."""
-    device = batch["input_ids"].device
-    first = next(reference.parameters(), None)
-    if first is not None and first.device != device:
-        reference.to(device)
-    if reference.training:
-        reference.eval()
-    return reference
-
-
-@dataclass
-class RetainTerm:
-    """The retain quantity of the scalarised LM methods.
-
-        "nll":  L_r = −(1/|A_r|) Σ_{p∈A_r} log p_θ(y_p | prefix)
-        "kl":   L_r = (1/|A_r|) Σ_{p∈A_r} KL(p_θ(·|p) ‖ p_ref(·|p))
-
-    over the aligned answer positions ``A_r`` of the retain batch. ``train=False`` computes it
-    under ``torch.no_grad`` (its weight is 0: it is only logged).
-    """
-
-    kind: str = "nll"
-    reference: torch.nn.Module | None = None
-    train: bool = True
-
-    def __call__(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        """``(L_r scalar, {"retain_nll": …, "retain_tokens": …})``."""
-        with nullcontext() if self.train else torch.no_grad():
-            logits, targets, mask = answer_logits(model, batch)
-            nll = token_nll(logits, targets, mask)
-            if self.kind == "nll":
-                value = nll
-            else:
-                if self.reference is None:
-                    raise ValueError("the KL retain term needs a reference model")
-                ref = on_device_of(self.reference, batch)
-                with torch.no_grad():
-                    ref_logits, _, _ = answer_logits(ref, batch)
-                value = kl_to_reference(logits, ref_logits, mask)
-        metrics = {"retain_nll": float(nll.detach()), "retain_tokens": float(mask.sum())}
-        return value, metrics
-
-
-def forget_metrics(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> dict:
-    """Detached ``forget_nll`` (answer NLL of the forget batch) and ``forget_tokens``."""
-    with torch.no_grad():
-        nll = token_nll(logits.detach(), targets, mask)
-    return {"forget_nll": float(nll), "forget_tokens": float(mask.sum())}
-
-
-def make_terms_result(
-    objective: torch.Tensor, retain: torch.Tensor, *metric_dicts: Mapping[str, float]
-) -> Terms:
-    metrics: dict[str, float] = {}
-    for d in metric_dicts:
-        metrics.update(d)
-    return Terms(objective=objective, constraints={"retain": retain}, metrics=metrics)

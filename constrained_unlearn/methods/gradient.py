@@ -5,7 +5,8 @@ that predict answer tokens, DESIGN.md invariant 5):
 
     NLL_f(θ) = −(1/|A_f|) Σ_{p∈A_f} log p_θ(y_p | prefix)
 
-GradAscent minimises ``−NLL_f`` alone; GradDiff adds the retain loss with weight λ.
+GradAscent minimises ``−NLL_f`` alone; GradDiff adds the retain loss with weight λ. The
+objective :data:`NEGATIVE_NLL` can be chunked with the LM head (``−`` the chunked NLL).
 """
 
 from __future__ import annotations
@@ -15,39 +16,24 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.terms import answer_logits, check_batch
-from constrained_unlearn.losses import token_nll
-from constrained_unlearn.methods.base import (
-    Batch,
-    Method,
+from constrained_unlearn.llm.terms import (
+    KL_RETAIN,
+    NLL_RETAIN,
+    ForgetObjective,
+    LMView,
     RetainTerm,
-    forget_metrics,
-    make_terms_result,
 )
+from constrained_unlearn.methods.base import Method
 
-__all__ = ["GradAscent", "GradDiff", "NegativeNLLTerms"]
+__all__ = ["NEGATIVE_NLL", "GradAscent", "GradDiff"]
 
 
-class NegativeNLLTerms:
-    """``Terms(objective = −NLL_f, constraints = {"retain": L_r})`` for a causal LM.
+def _negative_nll(view: LMView, reference: LMView | None) -> torch.Tensor:
+    return -view.nll()
 
-    ``L_r`` is a :class:`~constrained_unlearn.methods.base.RetainTerm` (NLL or KL to θ_ref).
-    Metrics: ``forget_nll``, ``forget_tokens``, ``retain_nll``, ``retain_tokens``.
-    """
 
-    def __init__(self, retain: RetainTerm) -> None:
-        self.retain = retain
-
-    def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        check_batch(forget_batch, "forget_batch")
-        check_batch(retain_batch, "retain_batch")
-        logits, targets, mask = answer_logits(model, forget_batch)
-        objective = -token_nll(logits, targets, mask)
-        retain, retain_metrics = self.retain(model, retain_batch)
-        return make_terms_result(
-            objective, retain, forget_metrics(logits, targets, mask), retain_metrics
-        )
+NEGATIVE_NLL = ForgetObjective("-nll", _negative_nll, chunk_kind="nll", chunk_sign=-1.0)
+"""``L_f = −NLL_f``."""
 
 
 @dataclass
@@ -73,14 +59,8 @@ class GradAscent(Method):
 
     retain_weight: float = 0.0
 
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        return NegativeNLLTerms(RetainTerm("nll", None, train_retain))
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        return NEGATIVE_NLL
 
 
 @dataclass
@@ -112,21 +92,8 @@ class GradDiff(Method):
         if self.retain_loss not in ("nll", "kl"):
             raise ValueError(f"retain_loss must be 'nll' or 'kl', got {self.retain_loss!r}")
 
-    @property
-    def needs_reference(self) -> bool:
-        return self.retain_loss == "kl"
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        return NEGATIVE_NLL
 
-    @property
-    def retain_is_divergence(self) -> bool:
-        return self.retain_loss == "kl"
-
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        if self.needs_reference:
-            reference_model = self._require_reference(reference_model)
-        return NegativeNLLTerms(RetainTerm(self.retain_loss, reference_model, train_retain))
+    def retain_term(self) -> RetainTerm:
+        return KL_RETAIN if self.retain_loss == "kl" else NLL_RETAIN

@@ -13,79 +13,45 @@ NPO). TOFU (Maini et al. 2024, arXiv 2401.06121) introduced this "IDK" preferenc
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.collate import pad_collate
-from constrained_unlearn.llm.terms import answer_logits, check_batch, concat_batches
-from constrained_unlearn.losses import sequence_log_prob
-from constrained_unlearn.losses.masking import IGNORE_INDEX
-from constrained_unlearn.methods.base import (
-    Batch,
-    Method,
-    RetainTerm,
-    _check_number,
-    forget_metrics,
-    make_terms_result,
-    on_device_of,
+from constrained_unlearn.llm.terms import Batch, ForgetObjective
+from constrained_unlearn.losses import dpo_loss
+from constrained_unlearn.methods.base import Method, check_number
+from constrained_unlearn.methods.preference import (
+    preference_objective,
+    prompt_key,
+    replace_answers,
 )
 from constrained_unlearn.methods.refusals import REFUSALS
 
-__all__ = ["IdkDPO", "IdkDPOTerms", "dpo_loss", "refusal_batch"]
+__all__ = ["IdkDPO", "dpo_loss", "encode_answer", "refusal_batch"]
 
 
-def dpo_loss(
-    chosen_log_prob: torch.Tensor,
-    rejected_log_prob: torch.Tensor,
-    ref_chosen_log_prob: torch.Tensor,
-    ref_rejected_log_prob: torch.Tensor,
-    beta: float = 0.1,
-) -> torch.Tensor:
-    """DPO loss scaled by ``2/β`` (see the module docstring).
-
-        L = −(2/β) · mean_b log σ(β [(c_b − c_b^ref) − (r_b − r_b^ref)])
-
-    Args:
-        chosen_log_prob: ``[B]`` log-probabilities of the refusals under θ.
-        rejected_log_prob: ``[B]`` log-probabilities of the forget answers under θ.
-        ref_chosen_log_prob: ``[B]`` the refusals under θ_ref (detached).
-        ref_rejected_log_prob: ``[B]`` the forget answers under θ_ref (detached).
-        beta: inverse temperature β > 0.
-
-    Returns:
-        A float32 scalar ≥ 0.
-    """
-    if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
-    shapes = {
-        tuple(t.shape)
-        for t in (chosen_log_prob, rejected_log_prob, ref_chosen_log_prob, ref_rejected_log_prob)
-    }
-    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-        raise ValueError(f"dpo_loss needs four [B] tensors of one shape, got {sorted(shapes)}")
-    margin = (chosen_log_prob - ref_chosen_log_prob.detach()) - (
-        rejected_log_prob - ref_rejected_log_prob.detach()
-    )
-    return -(2.0 / beta) * F.logsigmoid(beta * margin.float()).mean()
+def encode_answer(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of an answer as :func:`~constrained_unlearn.llm.encode_qa` encodes it: no
+    special tokens, then EOS."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise ValueError("the tokenizer has no eos_token (answers end with EOS)")
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not ids or ids[-1] != eos:
+        ids.append(eos)
+    return ids
 
 
-def _prompt_lengths(batch: Batch) -> list[int]:
-    """Prompt length of every row: the index of its first supervised label."""
-    labels = batch["labels"]
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
-    out = []
-    for b, n in enumerate(lengths):
-        supervised = (labels[b, : int(n)] != IGNORE_INDEX).nonzero()
-        if supervised.numel() == 0:
-            raise ValueError(f"forget row {b} has no supervised answer token")
-        out.append(int(supervised[0]))
-    return out
+@dataclass(frozen=True)
+class _Refusal:
+    """``choose(prompt, answer)``: refusal ``k = crc32(prompt) mod K``."""
+
+    refusal_ids: tuple[tuple[int, ...], ...]
+
+    def __call__(self, prompt: list[int], answer: list[int]) -> Sequence[int]:
+        return self.refusal_ids[prompt_key(prompt) % len(self.refusal_ids)]
 
 
 def refusal_batch(
@@ -107,73 +73,14 @@ def refusal_batch(
     """
     if not refusal_ids:
         raise ValueError("refusal_ids is empty")
-    examples = []
-    input_ids = batch["input_ids"].detach().cpu()
-    for b, prompt_length in enumerate(_prompt_lengths(batch)):
-        prompt = input_ids[b, :prompt_length].tolist()
-        key = zlib.crc32(",".join(map(str, prompt)).encode())
-        answer = list(refusal_ids[key % len(refusal_ids)])
-        examples.append(
-            {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer}
-        )
-    out = pad_collate(examples, pad_token_id, side="right")
-    device = batch["input_ids"].device
-    return {k: v.to(device) for k, v in out.items()}
+    choose = _Refusal(tuple(tuple(r) for r in refusal_ids))
+    return replace_answers(batch, choose, pad_token_id)
 
 
-class IdkDPOTerms:
-    """``objective = dpo_loss(refusal ≻ original answer)``, ``"retain"`` = retain NLL.
-
-    The original and refusal batches run as one forward of their right-padded concatenation
-    (model and reference alike). Metrics add ``refusal_nll`` (token NLL of the refusals) and
-    ``dpo_margin`` (mean Δ).
-    """
-
-    def __init__(
-        self,
-        reference: torch.nn.Module,
-        refusal_ids: Sequence[Sequence[int]],
-        pad_token_id: int,
-        beta: float,
-        retain: RetainTerm,
-    ) -> None:
-        self.reference = reference
-        self.refusal_ids = [list(r) for r in refusal_ids]
-        self.pad_token_id = int(pad_token_id)
-        self.beta = beta
-        self.retain = retain
-
-    def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        check_batch(forget_batch, "forget_batch")
-        check_batch(retain_batch, "retain_batch")
-        n = forget_batch["input_ids"].shape[0]
-        idk = refusal_batch(forget_batch, self.refusal_ids, self.pad_token_id)
-        both = concat_batches(forget_batch, idk, self.pad_token_id)
-        logits, targets, mask = answer_logits(model, both)
-        log_prob = sequence_log_prob(logits, targets, mask)  # [2B]: original, then refusal
-        reference = on_device_of(self.reference, forget_batch)
-        with torch.no_grad():
-            ref_logits, _, _ = answer_logits(reference, both)
-            ref_log_prob = sequence_log_prob(ref_logits, targets, mask)
-        objective = dpo_loss(
-            log_prob[n:], log_prob[:n], ref_log_prob[n:], ref_log_prob[:n], self.beta
-        )
-        retain, retain_metrics = self.retain(model, retain_batch)
-        with torch.no_grad():
-            margin = (log_prob[n:] - ref_log_prob[n:]) - (log_prob[:n] - ref_log_prob[:n])
-        extra = {
-            "dpo_margin": float(margin.mean()),
-            **{
-                "refusal_nll": forget_metrics(logits[n:], targets[n:], mask[n:])["forget_nll"],
-            },
-        }
-        return make_terms_result(
-            objective,
-            retain,
-            forget_metrics(logits[:n], targets[:n], mask[:n]),
-            retain_metrics,
-            extra,
-        )
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's pad id, else its EOS id."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(pad)
 
 
 @dataclass
@@ -187,7 +94,7 @@ class IdkDPO(Method):
     ``y_w`` is one of :data:`~constrained_unlearn.methods.refusals.REFUSALS` (32 strings
     shipped with the library, or your own), chosen per question by a hash of its prompt ids;
     ``y_b`` is the original forget answer. Needs the tokenizer (to encode the refusals) and
-    θ_ref.
+    θ_ref. Metrics: ``dpo_margin`` (mean Δ), ``refusal_nll``.
 
     Attributes:
         beta: β > 0 (0.1).
@@ -197,6 +104,7 @@ class IdkDPO(Method):
 
     name: ClassVar[str] = "idk-dpo"
     paper: ClassVar[str] = "Maini et al. 2024, arXiv 2401.06121; Rafailov et al. 2023"
+    uses_reference: ClassVar[bool] = True
 
     retain_weight: float = 1.0
     beta: float = 0.1
@@ -204,47 +112,21 @@ class IdkDPO(Method):
 
     def validate(self) -> None:
         super().validate()
-        _check_number("beta", self.beta, minimum=0.0, strict=True)
+        check_number("beta", self.beta, minimum=0.0, strict=True)
         if isinstance(self.refusals, str):
             raise ValueError("refusals must be a sequence of strings, not one string")
         self.refusals = tuple(self.refusals)
         if not self.refusals or not all(isinstance(r, str) and r.strip() for r in self.refusals):
             raise ValueError("refusals must be a non-empty sequence of non-empty strings")
 
-    @property
-    def needs_reference(self) -> bool:
-        return True
-
     def encode_refusals(self, tokenizer: Any) -> list[list[int]]:
         """Token ids of every refusal, tokenised like an answer (no special tokens) + EOS."""
-        eos = getattr(tokenizer, "eos_token_id", None)
-        if eos is None:
+        if getattr(tokenizer, "eos_token_id", None) is None:
             raise ValueError("IdkDPO needs a tokenizer with an eos_token (answers end with EOS)")
-        out = []
-        for text in self.refusals:
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            if not ids or ids[-1] != eos:
-                ids.append(eos)
-            out.append(ids)
-        return out
+        return [encode_answer(tokenizer, text) for text in self.refusals]
 
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        reference = self._require_reference(reference_model)
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
         if tokenizer is None:
             raise ValueError("IdkDPO needs the tokenizer to encode its refusal answers")
-        pad = (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        )
-        return IdkDPOTerms(
-            reference,
-            self.encode_refusals(tokenizer),
-            int(pad),
-            self.beta,
-            RetainTerm("nll", None, train_retain),
-        )
+        choose = _Refusal(tuple(tuple(r) for r in self.encode_refusals(tokenizer)))
+        return preference_objective("idk-dpo", choose, pad_id(tokenizer), self.beta, "refusal_nll")

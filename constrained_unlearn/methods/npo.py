@@ -7,83 +7,41 @@ example (``A`` its aligned answer positions) and ``|y|`` its number of answer to
     SimNPO  L_f = −(2/β) · mean_b log σ(−β s_θ(y_b|x_b) / |y_b| − γ)
 
 Both are bounded below by 0 (unlike gradient ascent) and their gradient vanishes as the answer
-becomes unlikely, which slows the collapse of the model.
+becomes unlikely, which slows the collapse of the model. Neither can be chunked (they need
+per-sequence log-probabilities).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 
-from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.terms import answer_logits, check_batch
-from constrained_unlearn.losses import npo_loss, sequence_log_prob, simnpo_loss
-from constrained_unlearn.methods.base import (
-    Batch,
-    Method,
-    RetainTerm,
-    _check_number,
-    forget_metrics,
-    make_terms_result,
-    on_device_of,
-)
+from constrained_unlearn.llm.terms import ForgetObjective, LMView
+from constrained_unlearn.losses import npo_loss, simnpo_loss
+from constrained_unlearn.methods.base import Method, check_number
 
-__all__ = ["NPO", "NPOTerms", "SimNPO", "SimNPOTerms"]
+__all__ = ["NPO", "SimNPO"]
+
+_PER_SEQUENCE = "per-sequence answer log-probabilities (full logits)"
 
 
-class NPOTerms:
-    """``objective = npo_loss(s_θ, s_ref, β)``, ``"retain"`` = retain NLL.
-
-    Metrics add ``forget_log_ratio``, the batch mean of ``s_θ − s_ref`` (0 at the start,
-    negative as the answers are forgotten).
-    """
-
-    def __init__(self, reference: torch.nn.Module, beta: float, retain: RetainTerm) -> None:
-        self.reference = reference
-        self.beta = beta
-        self.retain = retain
-
-    def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        check_batch(forget_batch, "forget_batch")
-        check_batch(retain_batch, "retain_batch")
-        logits, targets, mask = answer_logits(model, forget_batch)
-        log_prob = sequence_log_prob(logits, targets, mask)  # [B]
-        reference = on_device_of(self.reference, forget_batch)
-        with torch.no_grad():
-            ref_logits, _, _ = answer_logits(reference, forget_batch)
-            ref_log_prob = sequence_log_prob(ref_logits, targets, mask)
-        objective = npo_loss(log_prob, ref_log_prob, beta=self.beta)
-        retain, retain_metrics = self.retain(model, retain_batch)
-        ratio = {"forget_log_ratio": float((log_prob.detach() - ref_log_prob).mean())}
-        return make_terms_result(
-            objective, retain, forget_metrics(logits, targets, mask), retain_metrics, ratio
-        )
+def _npo(view: LMView, reference: LMView | None, *, beta: float) -> tuple[torch.Tensor, dict]:
+    assert reference is not None
+    log_prob = view.sequence_log_prob()  # [B]
+    ref_log_prob = reference.sequence_log_prob()
+    ratio = (log_prob.detach() - ref_log_prob).mean()
+    return npo_loss(log_prob, ref_log_prob, beta=beta), {"forget_log_ratio": ratio}
 
 
-class SimNPOTerms:
-    """``objective = simnpo_loss(s_θ/|y|, β, γ)``, ``"retain"`` = retain NLL.
-
-    Metrics add ``forget_avg_log_prob``, the batch mean of ``s_θ/|y|``.
-    """
-
-    def __init__(self, beta: float, gamma: float, retain: RetainTerm) -> None:
-        self.beta = beta
-        self.gamma = gamma
-        self.retain = retain
-
-    def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        check_batch(forget_batch, "forget_batch")
-        check_batch(retain_batch, "retain_batch")
-        logits, targets, mask = answer_logits(model, forget_batch)
-        avg = sequence_log_prob(logits, targets, mask, normalize=True)  # [B]
-        objective = simnpo_loss(avg, beta=self.beta, gamma=self.gamma)
-        retain, retain_metrics = self.retain(model, retain_batch)
-        extra = {"forget_avg_log_prob": float(avg.detach().mean())}
-        return make_terms_result(
-            objective, retain, forget_metrics(logits, targets, mask), retain_metrics, extra
-        )
+def _simnpo(
+    view: LMView, reference: LMView | None, *, beta: float, gamma: float
+) -> tuple[torch.Tensor, dict]:
+    avg = view.sequence_log_prob(normalize=True)  # [B]
+    loss = simnpo_loss(avg, beta=beta, gamma=gamma)
+    return loss, {"forget_avg_log_prob": avg.detach().mean()}
 
 
 @dataclass
@@ -94,7 +52,7 @@ class NPO(Method):
         L(θ) = −(2/β) · mean_b log σ(−β (s_θ(y_b|x_b) − s_ref(y_b|x_b))) + λ · NLL_r(θ)
 
     ``s_ref`` comes from the frozen starting model θ_ref (built by :meth:`setup`). At θ = θ_ref
-    the forget loss is exactly ``(2/β) log 2``.
+    the forget loss is exactly ``(2/β) log 2``. Metric ``forget_log_ratio``: mean ``s_θ − s_ref``.
 
     Attributes:
         beta: inverse temperature β > 0 (0.1 in the paper and open-unlearning).
@@ -103,27 +61,19 @@ class NPO(Method):
 
     name: ClassVar[str] = "npo"
     paper: ClassVar[str] = "Zhang et al. 2024, arXiv 2404.05868"
+    uses_reference: ClassVar[bool] = True
 
     retain_weight: float = 1.0
     beta: float = 0.1
 
     def validate(self) -> None:
         super().validate()
-        _check_number("beta", self.beta, minimum=0.0, strict=True)
+        check_number("beta", self.beta, minimum=0.0, strict=True)
 
-    @property
-    def needs_reference(self) -> bool:
-        return True
-
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        reference = self._require_reference(reference_model)
-        return NPOTerms(reference, self.beta, RetainTerm("nll", None, train_retain))
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        return ForgetObjective(
+            "npo", partial(_npo, beta=self.beta), needs_reference=True, needs=_PER_SEQUENCE
+        )
 
 
 @dataclass
@@ -134,7 +84,7 @@ class SimNPO(Method):
 
         L(θ) = −(2/β) · mean_b log σ(−β s_θ(y_b|x_b)/|y_b| − γ) + λ · NLL_r(θ)
 
-    No reference model is built.
+    No reference model is built. Metric ``forget_avg_log_prob``: mean ``s_θ/|y|``.
 
     Attributes:
         beta: β > 0 (2.5).
@@ -151,14 +101,9 @@ class SimNPO(Method):
 
     def validate(self) -> None:
         super().validate()
-        _check_number("beta", self.beta, minimum=0.0, strict=True)
-        _check_number("gamma", self.gamma, minimum=0.0)
+        check_number("beta", self.beta, minimum=0.0, strict=True)
+        check_number("gamma", self.gamma, minimum=0.0)
 
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        return SimNPOTerms(self.beta, self.gamma, RetainTerm("nll", None, train_retain))
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        loss = partial(_simnpo, beta=self.beta, gamma=self.gamma)
+        return ForgetObjective("simnpo", loss, needs=_PER_SEQUENCE)

@@ -7,20 +7,26 @@ Primal-Dual Framework for Large Language Models", arXiv 2506.05314).
 solved on the Lagrangian ``L_f + λ (NLL_r − ε)`` with the dual ascent
 ``λ ← max(0, λ + η (NLL_r − ε))``. The ablation PDU-entropy replaces the margin by
 ``KL(softmax(z_p) ‖ uniform)``, whose gradient vanishes near the uniform output.
+
+Both are data over the shared LM terms: the objective is a function of the forget logits
+(:data:`PDU_MARGIN`, :data:`PDU_ENTROPY`); the margin one can be chunked with the LM head.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import torch
-
-from constrained_unlearn.engine.terms import TermsFn
-from constrained_unlearn.llm.terms import CausalLMTerms
+from constrained_unlearn.llm.terms import ForgetObjective, logit_objective
+from constrained_unlearn.losses import kl_to_uniform_loss, margin_flattening_loss
 from constrained_unlearn.methods.base import Method
 
-__all__ = ["PDU", "PDUEntropy"]
+__all__ = ["PDU", "PDU_ENTROPY", "PDU_MARGIN", "PDUEntropy"]
+
+PDU_MARGIN = logit_objective("margin", margin_flattening_loss, chunk_kind="margin")
+"""PDU's forget objective: the mean squared logit margin (chunkable)."""
+PDU_ENTROPY = logit_objective("entropy", kl_to_uniform_loss)
+"""The ablation's forget objective: mean ``KL(softmax(z) ‖ uniform)``."""
 
 
 @dataclass
@@ -30,44 +36,23 @@ class PDU(Method):
         L(θ, λ) = (1/|A_f|) Σ_{p∈A_f} (max_k z_{p,k} − mean_k z_{p,k})² + λ (NLL_r(θ) − ε)
 
     Default solver ``gda`` with λ₀ = 100 and η = 5 (the margin loss is large on LLMs);
-    ``solver="penalty"`` freezes λ at λ₀ (a scalarised margin baseline).
+    ``solver="penalty"`` freezes λ at λ₀ (a scalarised margin baseline). Chunked LM-head-fused
+    losses: ``setup(..., lm_options={"chunk_size": 1024})``.
 
     Attributes:
         retain_weight: λ₀ (100).
         dual_lr: η (5.0).
-        fused: run forget and retain batches as one forward (same values, fewer launches).
-        pad_token_id: id used to widen ``input_ids`` in fused mode (masked).
-        chunk_size: compute the losses in chunks fused with the LM head (logits never
-            materialised; margin loss only), see :class:`~constrained_unlearn.llm.CausalLMTerms`.
     """
 
     name: ClassVar[str] = "pdu"
     paper: ClassVar[str] = "Entesari et al. 2025, arXiv 2506.05314"
     default_solver: ClassVar[str] = "gda"
-    forget_loss: ClassVar[Literal["margin", "entropy"]] = "margin"
 
     retain_weight: float = 100.0
     dual_lr: float = 5.0
-    fused: bool = False
-    pad_token_id: int = 0
-    chunk_size: int | None = None
 
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        pad = self.pad_token_id
-        if tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is not None:
-            pad = int(tokenizer.pad_token_id)
-        return CausalLMTerms(
-            forget_loss=self.forget_loss,
-            fused=self.fused,
-            pad_token_id=pad,
-            chunk_size=self.chunk_size,
-        )
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        return PDU_MARGIN
 
 
 @dataclass
@@ -81,4 +66,6 @@ class PDUEntropy(PDU):
     """
 
     name: ClassVar[str] = "pdu-entropy"
-    forget_loss: ClassVar[Literal["margin", "entropy"]] = "entropy"
+
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        return PDU_ENTROPY

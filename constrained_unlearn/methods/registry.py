@@ -6,17 +6,35 @@ import dataclasses
 import difflib
 from typing import Any
 
+from constrained_unlearn.methods.altpo import AltPO
 from constrained_unlearn.methods.base import Method
+from constrained_unlearn.methods.distillation import CEU, UNDIAL
 from constrained_unlearn.methods.gradient import GradAscent, GradDiff
 from constrained_unlearn.methods.idk_dpo import IdkDPO
 from constrained_unlearn.methods.npo import NPO, SimNPO
 from constrained_unlearn.methods.pdu import PDU, PDUEntropy
+from constrained_unlearn.methods.reweighted import WGA, SatImp
 from constrained_unlearn.methods.rmu import RMU
 
 __all__ = ["ALIASES", "METHODS", "get_method", "method_names"]
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (GradAscent, GradDiff, NPO, SimNPO, IdkDPO, RMU, PDU, PDUEntropy)
+    cls.name: cls
+    for cls in (
+        GradAscent,
+        GradDiff,
+        NPO,
+        SimNPO,
+        IdkDPO,
+        RMU,
+        PDU,
+        PDUEntropy,
+        UNDIAL,
+        CEU,
+        SatImp,
+        WGA,
+        AltPO,
+    )
 }
 """Canonical name → class."""
 
@@ -29,6 +47,12 @@ ALIASES: dict[str, str] = {
     "gradient-difference": "grad-diff",
     "idkdpo": "idk-dpo",
     "pdu-ent": "pdu-entropy",
+    "ceu": "ce-u",
+    "cross-entropy-unlearning": "ce-u",
+    "weighted-gradient-ascent": "wga",
+    "sat-imp": "satimp",
+    "alt-po": "altpo",
+    "alternate-preference-optimization": "altpo",
 }
 
 
@@ -41,7 +65,7 @@ def get_method(name: str, **options: Any) -> Method:
     """Build the method called ``name`` with ``options`` (its dataclass fields).
 
     Names are case-insensitive; ``_`` and spaces count as ``-`` (``"Grad_Diff"`` →
-    ``"grad-diff"``); a few aliases (``ga``, ``gd``, ``graddiff`` …) are accepted.
+    ``"grad-diff"``); a few aliases (``ga``, ``gd``, ``graddiff``, ``ceu`` …) are accepted.
 
     Raises:
         ValueError: unknown name (the message lists every name and the nearest match).

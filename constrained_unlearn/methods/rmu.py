@@ -27,19 +27,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from constrained_unlearn.engine.terms import Terms, TermsFn
-from constrained_unlearn.llm.terms import check_batch
-from constrained_unlearn.losses import next_token_alignment, token_nll
-from constrained_unlearn.methods.base import (
-    Batch,
-    Method,
-    _check_number,
-    forget_metrics,
-    make_terms_result,
-    on_device_of,
-)
+from constrained_unlearn.llm.terms import ForgetObjective, LMView, RetainTerm
+from constrained_unlearn.methods.base import Method, check_number
 
-__all__ = ["RMU", "RMUTerms", "control_vector"]
+__all__ = ["RMU", "control_vector", "rmu_forget_objective", "rmu_retain_term"]
 
 
 def control_vector(hidden_size: int, seed: int = 0) -> torch.Tensor:
@@ -51,82 +42,60 @@ def control_vector(hidden_size: int, seed: int = 0) -> torch.Tensor:
     return u / u.norm()
 
 
-def _hidden_and_logits(
-    model: torch.nn.Module, batch: Batch, layer: int | None
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        use_cache=False,
-        output_hidden_states=True,
-    )
-    states = out.hidden_states
+def _layer_states(view: LMView, layer: int | None) -> tuple[torch.Tensor, int]:
+    """Hidden states ``[N, d]`` (float32) of layer ℓ at the aligned answer positions, and ℓ."""
+    states = view.hidden_states
     if states is None:
         raise ValueError("the model returned no hidden_states; RMU needs output_hidden_states")
     last = len(states) - 1
     index = max(1, last // 2) if layer is None else layer
     if not 0 <= index <= last:
         raise ValueError(f"RMU layer {index} is out of range: this model has layers 0..{last}")
-    return states[index], out.logits, index
+    return states[index][:, :-1][view.mask].float(), index
 
 
-class RMUTerms:
-    """``objective`` = forget MSE to ``c·u``, ``"retain"`` = retain MSE to θ_ref's states.
+@dataclass(frozen=True)
+class _RMUForget:
+    layer: int | None
+    steering_coefficient: float
+    seed: int
 
-    Metrics: ``forget_nll`` and ``retain_nll`` (from the same forward's logits),
-    ``forget_hidden_norm`` (mean ‖h^ℓ‖ on the forget positions), token counts and ``rmu_layer``.
-    """
+    def __call__(self, view: LMView, reference: LMView | None) -> tuple[torch.Tensor, dict]:
+        h, index = _layer_states(view, self.layer)
+        target = self.steering_coefficient * control_vector(h.shape[-1], self.seed).to(h.device)
+        loss = ((h - target) ** 2).mean()
+        norm = h.detach().norm(dim=-1).mean()
+        return loss, {"forget_hidden_norm": norm, "rmu_layer": float(index)}
 
-    def __init__(
-        self,
-        reference: torch.nn.Module,
-        layer: int | None,
-        steering_coefficient: float,
-        seed: int,
-        train_retain: bool = True,
-    ) -> None:
-        self.reference = reference
-        self.layer = layer
-        self.steering_coefficient = float(steering_coefficient)
-        self.seed = int(seed)
-        self.train_retain = train_retain
-        self._u: torch.Tensor | None = None
 
-    def target(self, hidden_size: int, like: torch.Tensor) -> torch.Tensor:
-        """``c·u`` of size ``d`` on ``like``'s device (float32)."""
-        if self._u is None or self._u.numel() != hidden_size:
-            self._u = control_vector(hidden_size, self.seed)
-        return self.steering_coefficient * self._u.to(like.device)
+@dataclass(frozen=True)
+class _RMURetain:
+    layer: int | None
 
-    def __call__(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        check_batch(forget_batch, "forget_batch")
-        check_batch(retain_batch, "retain_batch")
-        h_f, f_logits, layer = _hidden_and_logits(model, forget_batch, self.layer)
-        f_logits, f_targets, f_mask = next_token_alignment(f_logits, forget_batch["labels"])
-        h_f = h_f[:, :-1][f_mask].float()  # [N_f, d]
-        objective = ((h_f - self.target(h_f.shape[-1], h_f)) ** 2).mean()
+    def __call__(self, view: LMView, reference: LMView | None) -> torch.Tensor:
+        assert reference is not None
+        h, _ = _layer_states(view, self.layer)
+        h_ref, _ = _layer_states(reference, self.layer)
+        return ((h - h_ref) ** 2).mean()
 
-        h_r, r_logits, _ = _hidden_and_logits(model, retain_batch, layer)
-        r_logits, r_targets, r_mask = next_token_alignment(r_logits, retain_batch["labels"])
-        reference = on_device_of(self.reference, retain_batch)
-        with torch.no_grad():
-            h_ref, _, _ = _hidden_and_logits(reference, retain_batch, layer)
-            h_ref = h_ref[:, :-1][r_mask].float()
-        h_r = h_r[:, :-1][r_mask].float()
-        if not self.train_retain:
-            h_r = h_r.detach()
-        retain = ((h_r - h_ref) ** 2).mean()
 
-        with torch.no_grad():
-            extra = {
-                "retain_nll": float(token_nll(r_logits.detach(), r_targets, r_mask)),
-                "retain_tokens": float(r_mask.sum()),
-                "forget_hidden_norm": float(h_f.detach().norm(dim=-1).mean()),
-                "rmu_layer": float(layer),
-            }
-        return make_terms_result(
-            objective, retain, forget_metrics(f_logits, f_targets, f_mask), extra
-        )
+def rmu_forget_objective(
+    layer: int | None, steering_coefficient: float, seed: int = 0
+) -> ForgetObjective:
+    """``L_f = mean ‖h_θ^ℓ − c·u‖²`` over the forget answer positions (hidden states)."""
+    loss = _RMUForget(layer, float(steering_coefficient), int(seed))
+    return ForgetObjective("rmu", loss, hidden_states=True, needs="the hidden states at layer ℓ")
+
+
+def rmu_retain_term(layer: int | None) -> RetainTerm:
+    """``L_r = mean ‖h_θ^ℓ − h_ref^ℓ‖²`` over the retain answer positions (a divergence)."""
+    return RetainTerm(
+        "hidden-mse",
+        _RMURetain(layer),
+        needs_reference=True,
+        hidden_states=True,
+        is_divergence=True,
+    )
 
 
 @dataclass
@@ -159,7 +128,7 @@ class RMU(Method):
 
     def validate(self) -> None:
         super().validate()
-        _check_number("steering_coefficient", self.steering_coefficient, minimum=0.0, strict=True)
+        check_number("steering_coefficient", self.steering_coefficient, minimum=0.0, strict=True)
         if self.layer is not None and (
             isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0
         ):
@@ -167,22 +136,8 @@ class RMU(Method):
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
 
-    @property
-    def needs_reference(self) -> bool:
-        return True
+    def forget_objective(self, tokenizer: Any | None = None) -> ForgetObjective:
+        return rmu_forget_objective(self.layer, self.steering_coefficient, self.seed)
 
-    @property
-    def retain_is_divergence(self) -> bool:
-        return True
-
-    def make_terms(
-        self,
-        *,
-        tokenizer: Any | None = None,
-        reference_model: torch.nn.Module | None = None,
-        train_retain: bool = True,
-    ) -> TermsFn:
-        reference = self._require_reference(reference_model)
-        return RMUTerms(
-            reference, self.layer, self.steering_coefficient, self.seed, train_retain=train_retain
-        )
+    def retain_term(self) -> RetainTerm:
+        return rmu_retain_term(self.layer)

@@ -92,20 +92,25 @@ def mean_answer_nll(
 
 
 def setup_method(cfg: RunConfig, model: Any, tokenizer: Any) -> MethodSetup:
-    """Terms, solver and constraint of ``method.name`` (frozen reference only if it needs one)."""
-    options = dict(cfg.method.options)
-    name = cfg.method.name.lower()
-    if name in ("pdu", "pdu-entropy"):
-        options.setdefault("fused", cfg.training.fused_forward)
-        options.setdefault("chunk_size", cfg.training.loss_chunk_size)
-        options.setdefault("pad_token_id", int(tokenizer.pad_token_id))
-    method = get_method(name, **options)
+    """Terms, solver and constraint of ``method.name`` (frozen reference only if it needs one).
+
+    Every method gets the same LM options from ``training`` (``fused_forward``,
+    ``loss_chunk_size``) and the tokenizer's pad id; a method whose objective cannot be chunked
+    refuses ``loss_chunk_size`` by name.
+    """
+    method = get_method(cfg.method.name, **dict(cfg.method.options))
+    lm_options = {
+        "fused": cfg.training.fused_forward,
+        "chunk_size": cfg.training.loss_chunk_size,
+        "pad_token_id": int(tokenizer.pad_token_id),
+    }
     return method.setup(
         model,
         tokenizer,
         solver=cfg.method.solver,
         epsilon=cfg.method.epsilon,
         slack=cfg.method.slack,
+        lm_options=lm_options,
         **solver_overrides(cfg),
     )
 
