@@ -241,3 +241,19 @@ def test_support_margin_bad_inputs():
         support_margin_loss(logits, torch.zeros(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="gap must be a finite number ≥ 0"):
         support_margin_loss(logits, torch.tensor([True, True, False]), gap=float("nan"))
+
+
+def test_kl_to_reference_and_dpo_hand_values():
+    from constrained_unlearn.losses import dpo_loss, kl_to_reference
+
+    p, q = [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]
+    logits = torch.tensor([[[math.log(v) for v in p], [0.0, 0.0, 0.0]]])
+    ref = torch.tensor([[[math.log(v) for v in q], [5.0, 0.0, 0.0]]])
+    mask = torch.tensor([[True, False]])
+    expected = sum(a * math.log(a / b) for a, b in zip(p, q))  # = 0.25 log 2
+    assert float(kl_to_reference(logits, ref, mask)) == pytest.approx(expected, rel=1e-6)
+    assert float(kl_to_reference(logits, logits, mask)) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="share the tokenizer"):
+        kl_to_reference(logits, ref[..., :2], mask)
+    zero = torch.zeros(2)
+    assert float(dpo_loss(zero, zero, zero, zero, beta=0.5)) == pytest.approx(4 * math.log(2))

@@ -428,3 +428,35 @@ def test_grad_ascent_with_a_constraint_moves_lambda(tokenizer):
     lam = history.series("retain/multiplier")
     assert lam[0] > 0 and lam[1] > lam[0]
     assert lam[0] == pytest.approx(2.0 * history.records[0].violations["retain"], rel=1e-5)
+
+
+# -- one LM-terms implementation: tensor metrics, fused forwards, the same for every method -----
+@pytest.mark.parametrize("name", ALL)
+def test_metrics_are_tensors_and_fused_equals_two_forwards(name, tokenizer, data):
+    _, _, fb, rb = data
+    model = tiny_llama(tokenizer, layers=3)
+    two = get_method(name).setup(model, tokenizer)
+    fused = get_method(name).setup(model, tokenizer, lm_options={"fused": True})
+    a, b = two.terms_fn(model, fb, rb), fused.terms_fn(model, fb, rb)
+    # no float() per micro-batch: every metric that comes from a tensor stays a tensor
+    for key in ("forget_nll", "retain_nll", "forget_tokens", "retain_tokens"):
+        assert isinstance(a.metrics[key], torch.Tensor), key
+        assert not a.metrics[key].requires_grad
+    assert set(a.metrics) == set(b.metrics)
+    torch.testing.assert_close(b.objective, a.objective, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        b.constraints["retain"], a.constraints["retain"], rtol=1e-5, atol=1e-6
+    )
+    for key, value in a.metrics.items():
+        assert float(b.metrics[key]) == pytest.approx(float(value), rel=1e-5, abs=1e-6), key
+
+
+def test_lm_options_are_checked(tokenizer):
+    model = tiny_llama(tokenizer)
+    with pytest.raises(ValueError, match="unknown lm_options.*'fuse'.*fused"):
+        get_method("npo").setup(model, tokenizer, lm_options={"fuse": True})
+    with pytest.raises(ValueError, match=r"\['fused'\] must be true or false"):
+        get_method("npo").setup(model, tokenizer, lm_options={"fused": 1})
+    with pytest.raises(ValueError, match="chunk_size'.*integer ≥ 1"):
+        get_method("pdu").setup(model, tokenizer, lm_options={"chunk_size": 0})
+    assert get_method("pdu").setup(model, tokenizer).terms_fn.pad_token_id == 2  # <pad>

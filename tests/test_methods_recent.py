@@ -386,3 +386,33 @@ def test_setup_method_passes_lm_options_to_every_method(name, tokenizer, data):
     else:
         with pytest.raises(ValueError, match=f"method '{name}' cannot compute.*chunk_size=None"):
             setup_method(cfg, model, tokenizer)
+
+
+def _clipped_ascent(view, reference, *, floor):
+    return -view.nll().clamp(max=floor)
+
+
+def test_writing_a_method_example_from_the_docs(tokenizer, data):
+    # the "Writing a method" example of docs/methods.md: a method is its objective, as data
+    from dataclasses import dataclass
+    from functools import partial
+
+    from constrained_unlearn.llm.terms import ForgetObjective
+    from constrained_unlearn.methods import Method
+
+    @dataclass
+    class ClippedAscent(Method):
+        """Gradient ascent that stops at NLL_f = floor: L_f = −min(NLL_f, floor)."""
+
+        name = "clipped-ascent"
+        floor: float = 10.0
+
+        def forget_objective(self, tokenizer=None):
+            return ForgetObjective("clipped-ascent", partial(_clipped_ascent, floor=self.floor))
+
+    _, _, fb, rb = data
+    model = tiny_llama(tokenizer)
+    nll = float(get_method("grad-ascent").setup(model).terms_fn(model, fb, rb).objective)
+    for floor in (1.0, 100.0):
+        terms = ClippedAscent(floor=floor).setup(model, tokenizer).terms_fn(model, fb, rb)
+        assert float(terms.objective) == pytest.approx(max(nll, -floor), rel=1e-6)
