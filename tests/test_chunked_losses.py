@@ -77,6 +77,7 @@ def _config(arch: str, post_process: bool):
         return T.GPT2Config(
             vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128,
             initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=1, eos_token_id=2,
         )  # fmt: skip
     if arch == "phi":  # an LM head with a bias
         return T.PhiConfig(**{k: v for k, v in _COMMON.items() if k != "num_key_value_heads"})

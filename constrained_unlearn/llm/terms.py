@@ -389,6 +389,8 @@ def head_inputs(
         if args:
             captured["hidden"] = args[0]
             return (args[0][:, -1:, :], *args[1:]), kwargs
+        if not kwargs:
+            return args, kwargs  # nothing to capture: refused below
         key = next(iter(kwargs))
         captured["hidden"] = kwargs[key]
         return args, {**kwargs, key: kwargs[key][:, -1:, :]}
@@ -667,7 +669,8 @@ class CausalLMTerms:
             r_hidden = hidden[n_forget:, : retain_batch["input_ids"].shape[1]]
         else:
             f_hidden, weight, bias = head_inputs(model, forget_batch)
-            r_hidden, _, _ = head_inputs(model, retain_batch)
+            with nullcontext() if self.train_retain else torch.no_grad():
+                r_hidden, _, _ = head_inputs(model, retain_batch)
         f_h, f_t = _aligned_hidden(f_hidden, forget_batch["labels"])
         r_h, r_t = _aligned_hidden(r_hidden, retain_batch["labels"])
         size = self.chunk_size or 1024
