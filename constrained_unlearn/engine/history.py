@@ -1,4 +1,4 @@
-"""Per-step records and the callback protocol."""
+"""Per-step records, the run's history and the callback protocol."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from constrained_unlearn.engine.feasibility import FeasibilityReport
+
 if TYPE_CHECKING:
     from constrained_unlearn.engine.loop import UnlearningEngine
+
+__all__ = ["Callback", "History", "StepRecord"]
 
 
 @dataclass
@@ -45,9 +49,16 @@ class StepRecord:
 
 @dataclass
 class History:
-    """All step records of a run, in order."""
+    """All step records of a run, in order.
+
+    Attributes:
+        records: one :class:`StepRecord` per optimiser step.
+        feasibility: ``{name: FeasibilityReport}`` of the last step's values against the bounds,
+            set at the end of :meth:`UnlearningEngine.fit` (empty before).
+    """
 
     records: list[StepRecord] = field(default_factory=list)
+    feasibility: dict[str, FeasibilityReport] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
