@@ -33,6 +33,15 @@ class StepRecord:
     dual_live: bool
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def postfix(self) -> dict[str, str]:
+        """Short strings for a progress bar: objective, values and multipliers."""
+        out = {"L_f": f"{self.objective:.3g}"}
+        for name, value in self.values.items():
+            out[name] = f"{value:.3g}"
+            if name in self.multipliers:
+                out[f"λ_{name}"] = f"{self.multipliers[name]:.3g}"
+        return out
+
     def flat(self) -> dict[str, float]:
         """``{"objective": …, "retain/value": …, "retain/violation": …, "retain/multiplier": …}``."""
         out: dict[str, float] = {"objective": self.objective, "lr": self.lr}

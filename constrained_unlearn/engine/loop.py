@@ -25,11 +25,9 @@ resumed run ends bit-identical to an uninterrupted one on the same hardware.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import os
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from accelerate.utils import send_to_device, set_seed
 from tqdm.auto import tqdm
 
 from constrained_unlearn.engine import checkpoint as ckpt
+from constrained_unlearn.engine.checkpointing import Checkpointing
 from constrained_unlearn.engine.config import EngineConfig
 from constrained_unlearn.engine.data import PairedData
 from constrained_unlearn.engine.errors import NonFiniteError
@@ -48,24 +47,26 @@ from constrained_unlearn.engine.feasibility import (
     check_feasibility,
     warn_if_infeasible,
 )
-from constrained_unlearn.engine.guards import check_terms
 from constrained_unlearn.engine.history import Callback, History, StepRecord
 from constrained_unlearn.engine.interrupt import AgreedStop, InterruptGuard
 from constrained_unlearn.engine.monitor import FeasibilityMonitor
 from constrained_unlearn.engine.primitives import StepPrimitives
-from constrained_unlearn.engine.runtime import check_framework, make_accelerator
+from constrained_unlearn.engine.rng import restore_rng_state
+from constrained_unlearn.engine.runtime import (
+    OptimizerFactory,
+    build_optimizer,
+    check_framework,
+    make_accelerator,
+)
 from constrained_unlearn.engine.schedule import make_lr_scheduler
 from constrained_unlearn.engine.signature import engine_signature, merge_signatures
+from constrained_unlearn.engine.starting import measure_constraints
 from constrained_unlearn.engine.state import RunState
 from constrained_unlearn.engine.terms import TermsFn
 from constrained_unlearn.problem import ConstraintSpec, UnlearningProblem
 from constrained_unlearn.solvers import Solver, make_solver
 
 __all__ = ["OptimizerFactory", "UnlearningEngine"]
-
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-
-logger = logging.getLogger(__name__)
 
 
 class UnlearningEngine:
@@ -131,16 +132,7 @@ class UnlearningEngine:
         self.problem: UnlearningProblem = self.solver.build_problem(
             list(constraints), device=acc.device
         )
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        if not trainable:
-            raise ValueError("the model has no trainable parameter (all requires_grad=False)")
-        if optimizer is None:
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-            optimizer = torch.optim.AdamW(trainable, lr=lr)
-        elif not isinstance(optimizer, torch.optim.Optimizer):
-            optimizer = optimizer(trainable)
-        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.model, self.optimizer = acc.prepare(model, build_optimizer(model, optimizer, lr))
         self.dual_optimizer = self.solver.make_dual_optimizer(self.problem)
         self.history = History()
         batches = data.batches_per_epoch(acc.num_processes)
@@ -153,12 +145,7 @@ class UnlearningEngine:
         self.run_config: dict[str, Any] = dict(run_config or {})
         self.run_signature: dict[str, Any] = dict(run_signature or {})
         own = engine_signature(
-            solver=self.solver,
-            problem=self.problem,
-            optimizer=self.optimizer,
-            config=cfg,
-            world_size=acc.num_processes,
-            data=data,
+            self.solver, self.problem, self.optimizer, cfg, acc.num_processes, data
         )
         self.state = RunState(signature=merge_signatures(own, self.run_signature))
         self.monitor = FeasibilityMonitor(
@@ -166,22 +153,11 @@ class UnlearningEngine:
         )
         self.interrupt = InterruptGuard(enabled=cfg.checkpoint_dir is not None)
         self.primitives = StepPrimitives(
-            accelerator=acc,
-            model=self.model,
-            terms_fn=terms_fn,
-            problem=self.problem,
-            optimizer=self.optimizer,
-            lr_scheduler=self.lr_scheduler,
-            dual_optimizer=self.dual_optimizer,
-            max_grad_norm=cfg.max_grad_norm,
-            mixed_precision=cfg.mixed_precision,
-            interrupt=self.interrupt,
-        )
+            acc, self.model, terms_fn, self.problem, self.optimizer, self.lr_scheduler,
+            self.dual_optimizer, cfg, self.interrupt,
+        )  # fmt: skip
+        self.checkpointing = Checkpointing(cfg, self._objects, self.interrupt, acc)
         self.feasibility: dict[str, FeasibilityReport] = {}
-        self.last_checkpoint: Path | None = None
-        self.resumed_from: Path | None = None
-        self._pending_rng: dict[str, Any] | None = None  # applied right before the next step
-        self._saved_at: tuple[int, int, int] | None = None  # resume point of the last save
 
     # -- views of the state ---------------------------------------------------------------
     @property
@@ -238,29 +214,16 @@ class UnlearningEngine:
             yield send_to_device(forget, acc.device), send_to_device(retain, acc.device)
 
     # -- starting values ------------------------------------------------------------------
-    @torch.no_grad()
     def calibrate(self, max_batches: int | None = None) -> dict[str, float]:
-        """Measure every constraint at the current parameters and set uncalibrated bounds.
-
-        The measurement is the mean over the first ``max_batches`` micro-batch pairs of epoch 0
-        (``None``: all of them), in eval mode, all-reduced across processes. Warns
-        (:class:`~constrained_unlearn.problem.InfeasibleStartWarning`) when a given bound is
-        already violated.
-        """
+        """Measure c(θ₀) on the first ``max_batches`` pairs of epoch 0 (``None``: all) and set
+        uncalibrated bounds; warns when a given bound is already violated (see ``starting``)."""
         names = self.problem.constraint_names
-        sums = torch.zeros(len(names), device=self.accelerator.device)
-        count = 0
-        was_training = self.model.training
-        self.model.eval()
-        for forget, retain in itertools.islice(self._pairs(0), max_batches):
-            terms = check_terms(self.terms_fn(self.model, forget, retain), names)
-            sums += torch.stack([terms.constraints[n].detach().float().reshape(()) for n in names])
-            count += 1
-        self.model.train(was_training)
-        means = self.accelerator.reduce(sums / count, reduction="mean").tolist()
-        self.initial_values = dict(zip(names, means))
-        self.problem.calibrate(self.initial_values)
-        return self.initial_values
+        values = measure_constraints(
+            self.model, self.terms_fn, self._pairs(0), names, self.accelerator, max_batches
+        )
+        self.initial_values = values
+        self.problem.calibrate(values)
+        return values
 
     # -- training -------------------------------------------------------------------------
     def fit(self, resume: bool | str | os.PathLike[str] | None = None) -> History:
@@ -288,18 +251,18 @@ class UnlearningEngine:
         resume = cfg.resume if resume is None else resume
         set_seed(cfg.seed)
         if resume is not False and resume is not None:
-            self._resume(resume)
+            self.checkpointing.resume(resume)
         else:
-            self._warn_existing_checkpoints()
+            self.checkpointing.warn_existing()
         missing = any(b is None for b in self.problem.bounds.values())
         if self.resumed_from is None and missing:
             self.calibrate(cfg.calibration_batches)
         self.model.train()
         for callback in self.callbacks:
             callback.on_train_begin(self)
-        if self._pending_rng is not None:  # restored as late as possible: exact RNG stream
-            ckpt.restore_rng_state(self._pending_rng)
-            self._pending_rng = None
+        if self.checkpointing.pending_rng is not None:  # as late as possible: exact RNG stream
+            restore_rng_state(self.checkpointing.pending_rng)
+            self.checkpointing.pending_rng = None
         bar = tqdm(
             total=self.total_steps,
             initial=min(self.global_step, self.total_steps),
@@ -313,7 +276,7 @@ class UnlearningEngine:
                 self._train(bar)
         except KeyboardInterrupt as err:
             if not isinstance(err, AgreedStop):
-                self._save_after_interrupt()
+                self.checkpointing.after_interrupt(self.global_step)
             raise
         except NonFiniteError as err:
             if self.last_checkpoint is not None:
@@ -322,9 +285,7 @@ class UnlearningEngine:
             raise
         finally:
             bar.close()
-        if cfg.checkpoint_dir is not None and cfg.save_final:
-            if self._saved_at != self.state.progress.resume_point():
-                self._save()
+        self.checkpointing.at_end(self.state.progress.resume_point())
         self._check_final_feasibility()
         for callback in self.callbacks:
             callback.on_train_end(self, self.history)
@@ -347,10 +308,10 @@ class UnlearningEngine:
                 progress.finish_step(len(micro))
                 self.interrupt.mark_boundary()
                 bar.update(1)
-                bar.set_postfix(_postfix(record), refresh=False)
+                bar.set_postfix(record.postfix(), refresh=False)
                 for callback in self.callbacks:
                     callback.on_step_end(self, record)
-                self._after_step()
+                self.checkpointing.after_step(self.global_step)
             self.interrupt.leave_boundary()
             means = progress.take_epoch_means()
             if means is not None:
@@ -410,22 +371,7 @@ class UnlearningEngine:
         ``directory`` defaults to ``config.checkpoint_dir``; ``config.keep_last`` applies. Call
         it between optimiser steps (e.g. from :meth:`Callback.on_step_end`) or after :meth:`fit`.
         """
-        return self._save(directory=directory)
-
-    def _save(
-        self,
-        rng_state: Mapping[str, Any] | None = None,
-        directory: str | os.PathLike[str] | None = None,
-    ) -> Path:
-        target = directory if directory is not None else self.config.checkpoint_dir
-        if target is None:
-            raise ValueError("no checkpoint directory: pass one or set EngineConfig.checkpoint_dir")
-        path = ckpt.save_checkpoint(
-            self._objects(), target, rng_state=rng_state, keep_last=self.config.keep_last
-        )
-        self.last_checkpoint = path
-        self._saved_at = self.state.progress.resume_point()
-        return path
+        return self.checkpointing.save(directory=directory)
 
     def load_checkpoint(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
         """Restore weights, optimiser, dual state, run state and history from a checkpoint.
@@ -434,86 +380,12 @@ class UnlearningEngine:
         a damaged checkpoint, another constraint set, or a run whose signature differs (every
         differing key listed; ``EngineConfig.resume_overrides`` allows named keys).
         """
-        loaded = ckpt.load_checkpoint(
-            self._objects(), path, overrides=self.config.resume_overrides, verify=verify
-        )
-        self._pending_rng = loaded.rng_state
-        self.last_checkpoint = self.resumed_from = Path(path)
-        self._saved_at = self.state.progress.resume_point()
+        self.checkpointing.load(path, verify=verify)
 
-    def _resume(self, resume: bool | str | os.PathLike[str]) -> None:
-        if resume is False:
-            return
-        if resume is True:
-            if self.config.checkpoint_dir is None:
-                raise ValueError(
-                    "resume=True looks in checkpoint_dir, which is not set; set "
-                    "EngineConfig.checkpoint_dir or pass the checkpoint path as resume"
-                )
-            report = self.accelerator.is_main_process
-            path = ckpt.latest_checkpoint(self.config.checkpoint_dir, report=report)
-            if path is None:
-                logger.info("resume: no intact checkpoint in %s, starting fresh", path)
-                return
-            self.load_checkpoint(path, verify=False)  # latest_checkpoint verified it
-        else:
-            path = Path(resume)
-            self.load_checkpoint(path)
-        logger.info("resumed from %s at optimiser step %d", path, self.global_step)
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return self.checkpointing.last_checkpoint
 
-    def _warn_existing_checkpoints(self) -> None:
-        directory = self.config.checkpoint_dir
-        if directory is None or not self.accelerator.is_main_process:
-            return
-        complete, _ = ckpt.list_checkpoints(directory)
-        if complete:
-            warnings.warn(
-                f"{directory} already holds checkpoints of another run (newest {complete[-1]}); "
-                "this fresh run will write next to them and may replace or prune them. Pass "
-                "resume=True to continue that run, or use another checkpoint_dir.",
-                ckpt.CheckpointWarning,
-                stacklevel=3,
-            )
-
-    def _after_step(self) -> None:
-        """Periodic checkpoint; checkpoint and stop when all ranks agreed on an interrupt."""
-        cfg = self.config
-        saved = False
-        if cfg.save_every is not None and self.global_step % cfg.save_every == 0:
-            self._save()
-            saved = True
-        if self.interrupt.should_stop(self.accelerator.num_processes):
-            if not saved:
-                self._save()
-            self.interrupt.clear()
-            raise AgreedStop(f"interrupted; checkpoint written to {self.last_checkpoint}")
-
-    def _save_after_interrupt(self) -> None:
-        """After a KeyboardInterrupt: write the last step boundary if that is still possible."""
-        if self.config.checkpoint_dir is None:
-            return
-        if self.accelerator.num_processes > 1:
-            logger.warning(
-                "KeyboardInterrupt outside the agreed stop of a multi-process run: no checkpoint "
-                "written (ranks may be at different steps); the last one is %s",
-                self.last_checkpoint,
-            )
-            return
-        if not self.interrupt.consistent:
-            logger.warning(
-                "interrupted while an optimiser step was being applied: no checkpoint written; "
-                "the last one is %s",
-                self.last_checkpoint,
-            )
-            return
-        path = self._save(rng_state=self.interrupt.boundary_rng)
-        logger.warning("interrupted; checkpoint of step %d written to %s", self.global_step, path)
-
-
-def _postfix(record: StepRecord) -> dict[str, str]:
-    out = {"L_f": f"{record.objective:.3g}"}
-    for name, value in record.values.items():
-        out[name] = f"{value:.3g}"
-        if name in record.multipliers:
-            out[f"λ_{name}"] = f"{record.multipliers[name]:.3g}"
-    return out
+    @property
+    def resumed_from(self) -> Path | None:
+        return self.checkpointing.resumed_from

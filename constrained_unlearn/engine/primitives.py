@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from constrained_unlearn.engine.config import EngineConfig
 from constrained_unlearn.engine.errors import NonFiniteError
 from constrained_unlearn.engine.guards import check_terms
 from constrained_unlearn.engine.interrupt import InterruptGuard
@@ -54,7 +55,6 @@ class StepPrimitives:
 
     def __init__(
         self,
-        *,
         accelerator: Accelerator,
         model: torch.nn.Module,
         terms_fn: TermsFn,
@@ -62,8 +62,7 @@ class StepPrimitives:
         optimizer: torch.optim.Optimizer,
         lr_scheduler: Any,
         dual_optimizer: torch.optim.Optimizer | None,
-        max_grad_norm: float | None,
-        mixed_precision: str,
+        config: EngineConfig,
         interrupt: InterruptGuard,
     ) -> None:
         self.accelerator = accelerator
@@ -73,8 +72,8 @@ class StepPrimitives:
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.dual_optimizer = dual_optimizer
-        self.max_grad_norm = max_grad_norm
-        self.mixed_precision = mixed_precision
+        self.max_grad_norm = config.max_grad_norm
+        self.mixed_precision = config.mixed_precision
         self.interrupt = interrupt
         self.step_index = 0
         self._dual_moves = False

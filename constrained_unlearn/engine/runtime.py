@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+
+import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
 from constrained_unlearn.engine.config import EngineConfig
 from constrained_unlearn.solvers import Solver
 
-__all__ = ["check_framework", "make_accelerator"]
+__all__ = ["OptimizerFactory", "build_optimizer", "check_framework", "make_accelerator"]
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+"""Builds the primal optimiser from the trainable parameters."""
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | OptimizerFactory | None,
+    lr: float,
+) -> torch.optim.Optimizer:
+    """``optimizer`` itself, the factory applied to the trainable parameters, or AdamW(lr)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameter (all requires_grad=False)")
+    if optimizer is None:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        return torch.optim.AdamW(trainable, lr=lr)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    return optimizer(trainable)
 
 
 def make_accelerator(config: EngineConfig) -> Accelerator:

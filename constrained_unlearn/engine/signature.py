@@ -123,7 +123,6 @@ def _optimizer_part(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 
 def engine_signature(
-    *,
     solver: Solver,
     problem: UnlearningProblem,
     optimizer: torch.optim.Optimizer,
