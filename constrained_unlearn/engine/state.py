@@ -141,13 +141,10 @@ class RunState:
             "resume_overridden": dict(self.resume_overridden),
         }
 
-    def load_state_dict(
-        self, state: Mapping[str, Any], device: torch.device, *, keep_signature: bool = True
-    ) -> None:
-        """Restore from :meth:`state_dict`; the signature stays this run's (``keep_signature``)."""
+    def load_state_dict(self, state: Mapping[str, Any], device: torch.device) -> None:
+        """Restore from :meth:`state_dict`; the signature stays this run's own (it was compared
+        with the saved one before loading)."""
         self.progress.load_state_dict(state, device)
         self.monitor.load_state_dict(state)
         self.initial_values = {n: float(v) for n, v in state["initial_values"].items()}
         self.resume_overridden = dict(state.get("resume_overridden", {}))
-        if not keep_signature:
-            self.signature = dict(state["signature"])
