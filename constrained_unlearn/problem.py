@@ -23,7 +23,12 @@ from typing import cast
 import cooper
 import torch
 
-__all__ = ["ConstraintSpec", "InfeasibleStartWarning", "UnlearningProblem"]
+__all__ = [
+    "ConstraintSpec",
+    "InfeasibleStartWarning",
+    "UnlearningProblem",
+    "check_multiplier_init",
+]
 
 _RESERVED = {"constraints", "multipliers", "state_dict", "load_state_dict", "to", "bounds"}
 
@@ -71,6 +76,42 @@ def _check_bound(name: str, bound: float) -> None:
         )
 
 
+def check_multiplier_init(
+    value: float | Mapping[str, float], names: Sequence[str] | None = None
+) -> dict[str, float] | None:
+    """Validate λ₀: one number or ``{constraint: number}``, each finite and ≥ 0.
+
+    With ``names`` the mapping's keys must be exactly the constraint names, and the per-name
+    values are returned; without, only the numbers are checked (``None`` is returned).
+    """
+    if isinstance(value, Mapping):
+        if names is not None:
+            unknown, missing = set(value) - set(names), set(names) - set(value)
+            if unknown or missing:
+                raise ValueError(
+                    f"multiplier_init keys must be the constraint names {list(names)}; "
+                    f"unknown {sorted(unknown)}, missing {sorted(missing)}"
+                )
+        numbers = dict(value)
+    else:
+        numbers = {name: value for name in (names or ["λ₀"])}
+    for name, number in numbers.items():
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not math.isfinite(number)
+            or number < 0
+        ):
+            where = "" if name == "λ₀" else f" (constraint {name!r})"
+            raise ValueError(
+                f"multiplier_init must be a finite number ≥ 0{where}, got {number!r}; "
+                "the multiplier of an inequality constraint is never negative"
+            )
+    if names is None:
+        return None
+    return {name: float(numbers[name]) for name in names}
+
+
 class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
     """``min L_f(θ)  s.t.  c_i(θ) − ε_i ≤ 0`` with one named multiplier per constraint.
 
@@ -97,13 +138,8 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
         names = [spec.name for spec in constraints]
         if len(set(names)) != len(names):
             raise ValueError(f"constraint names must be unique, got {names}")
-        inits = _per_constraint(multiplier_init, names, "multiplier_init")
-        for name, value in inits.items():
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(
-                    f"multiplier_init for {name!r} must be a finite number ≥ 0 (λ of an "
-                    f"inequality constraint is non-negative), got {value}"
-                )
+        inits = check_multiplier_init(multiplier_init, names)
+        assert inits is not None  # names given
         uses_penalty = formulation.expects_penalty_coefficient
         if uses_penalty and (penalty_init is None or not penalty_init > 0):
             raise ValueError(
@@ -157,7 +193,8 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
         if missing:
             raise ValueError(
                 f"constraints {missing} have no bound; give ConstraintSpec(bound=...) or calibrate "
-                "them with constrained_unlearn.engine.calibrate_bounds before training"
+                "them with UnlearningProblem.calibrate (UnlearningEngine.calibrate measures the "
+                "starting values) before training"
             )
         return {n: float(b) for n, b in self._bounds.items()}  # type: ignore[arg-type]
 
@@ -235,14 +272,6 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
             if constraint.multiplier is not None
         }
 
-    def penalty_values(self) -> dict[str, float]:
-        """``{name: c}`` for formulations with a penalty coefficient."""
-        return {
-            name: float(constraint.penalty_coefficient.value.detach()[0])
-            for name, constraint in self.named_constraints()
-            if constraint.penalty_coefficient is not None
-        }
-
     def named_multiplier_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         """Multiplier parameters in registration order, for building the dual optimiser.
 
@@ -254,21 +283,6 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
     def _require(self, name: str) -> None:
         if name not in self.specs:
             raise KeyError(f"unknown constraint {name!r}; known: {self.constraint_names}")
-
-
-def _per_constraint(
-    value: float | Mapping[str, float], names: Sequence[str], arg: str
-) -> dict[str, float]:
-    if isinstance(value, Mapping):
-        unknown = set(value) - set(names)
-        missing = set(names) - set(value)
-        if unknown or missing:
-            raise ValueError(
-                f"{arg} keys must be the constraint names {list(names)}; "
-                f"unknown {sorted(unknown)}, missing {sorted(missing)}"
-            )
-        return {n: float(value[n]) for n in names}
-    return {n: float(value) for n in names}
 
 
 def _weight(constraint: cooper.Constraint) -> torch.nn.Parameter:

@@ -14,7 +14,9 @@ HERE = Path(__file__).parent
 
 def run_workers(tmp_path, nproc, batch, k):
     out = tmp_path / f"run{nproc}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # the workers import the package under test (this checkout), not an installed copy
+    path = os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     # cache bytecode under /tmp even with PYTHONDONTWRITEBYTECODE: every fresh process would
     # otherwise recompile torch._dynamo and sympy from source (~7 s of CPU each)
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -28,7 +28,9 @@ NAMES = ("retain", "weight_norm", "bias_norm")
 def _env() -> dict[str, str]:
     """One thread; bytecode cached under /tmp even where PYTHONDONTWRITEBYTECODE is set (each
     fresh process otherwise recompiles torch._dynamo and sympy from source: ~7 s of CPU)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # the workers import the package under test (this checkout), not an installed copy
+    path = os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "cu-test-pycache"))
     return env

@@ -1,6 +1,7 @@
 """The training engine: primal-dual steps on accelerate; knows no LLM and no classifier."""
 
 from constrained_unlearn.engine.checkpoint import (
+    CheckpointDamagedError,
     CheckpointError,
     CheckpointWarning,
     latest_checkpoint,
@@ -16,13 +17,16 @@ from constrained_unlearn.engine.errors import (
 from constrained_unlearn.engine.feasibility import (
     FeasibilityReport,
     check_feasibility,
+    warn_if_infeasible,
 )
 from constrained_unlearn.engine.history import Callback, History, StepRecord
 from constrained_unlearn.engine.loop import UnlearningEngine
+from constrained_unlearn.engine.state import RunState
 from constrained_unlearn.engine.terms import Terms, TermsFn
 
 __all__ = [
     "Callback",
+    "CheckpointDamagedError",
     "CheckpointError",
     "CheckpointWarning",
     "ConstraintInfeasibleWarning",
@@ -31,6 +35,7 @@ __all__ = [
     "History",
     "NonFiniteError",
     "PairedData",
+    "RunState",
     "StepRecord",
     "Terms",
     "TermsError",
@@ -39,4 +44,5 @@ __all__ = [
     "check_feasibility",
     "latest_checkpoint",
     "list_checkpoints",
+    "warn_if_infeasible",
 ]

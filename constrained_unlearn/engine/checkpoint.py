@@ -1,5 +1,8 @@
 """Checkpoints that hold everything a run needs to continue exactly where it stopped.
 
+Pure I/O over explicit objects (:class:`RunObjects`: model, optimiser, scheduler, problem, dual
+optimiser, run state, history, config); it knows nothing of the training loop.
+
 Layout of ``<checkpoint_dir>``::
 
     checkpoint-<step>/             one complete checkpoint, <step> = optimiser steps done
@@ -14,26 +17,32 @@ Layout of ``<checkpoint_dir>``::
                                     "dual_param_names": [...order of the dual optimiser],
                                     "dual_optimizer": dual optimiser state or None}
         rng-<rank>.pt              python / numpy / torch (and CUDA) RNG states of each rank
-        trainer_state.json         format version, global step, epoch and position inside it
-                                   (micro-batches consumed), epoch-level dual sums, warning
-                                   counters, world size, K, data fingerprint, solver name
+        trainer_state.json         format version, RunState.state_dict() (progress, monitor,
+                                   starting values, run signature, overridden keys), total steps
         history.json               the step records so far
         config.json                the user's resolved run config, EngineConfig, solver, constraints
-        COMPLETE                   written last; a directory without it is ignored
+        COMPLETE                   written last: JSON {"format_version", "written",
+                                   "sha256": {file: hex digest}} over every other file
     tmp-checkpoint-<step>/         a checkpoint being written (ignored, removed by the next save)
 
 Writing is atomic: every rank writes into ``tmp-checkpoint-<step>`` (the main process writes the
 shared files, each rank its RNG file), all ranks agree that every write succeeded, the main
-process writes ``COMPLETE`` and renames the directory to ``checkpoint-<step>`` with
-``os.replace``, then prunes to the newest ``keep_last``. A crash at any point leaves the
+process hashes every file into ``COMPLETE`` and renames the directory to ``checkpoint-<step>``
+with ``os.replace``, then prunes to the newest ``keep_last``. A crash at any point leaves the
 previous checkpoints untouched and loadable. A shared file system is assumed across ranks.
+
+Integrity: loading checks every file against its sha256 in ``COMPLETE`` (a flipped byte is
+refused with :class:`CheckpointDamagedError`); :func:`latest_checkpoint` skips a damaged newest
+checkpoint for the newest intact one, with a warning naming both.
 
 Loading never unpickles arbitrary objects: weights come from safetensors and every ``.pt`` file
 is read with ``torch.load(..., weights_only=True)`` (nuPI's ``nuPIInitType`` is registered as a
 safe global by :mod:`constrained_unlearn.solvers.nupi`). Dual state is matched by constraint
-name (invariant 2): the optimiser state is re-ordered to this engine's registration order, and a
-checkpoint of a different constraint set is refused. Everything is validated before anything is
-changed, so a refused load leaves the engine as it was.
+name (invariant 2): the optimiser state is re-ordered to this run's registration order, and a
+checkpoint of a different constraint set is refused. The run signature is compared with the
+current one (:mod:`constrained_unlearn.engine.signature`): every difference is listed in one
+:class:`CheckpointError` unless allowed by ``overrides``. Everything is validated before
+anything is changed, so a refused load leaves the objects as they were.
 
 The data order is not stored: :class:`~constrained_unlearn.engine.data.PairedData` re-creates it
 from its seed, and the engine skips the micro-batches already consumed.
@@ -41,42 +50,58 @@ from its seed, and the engine skips the micro-batches already consumed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import pickle
-import random
 import shutil
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 import constrained_unlearn.solvers.nupi  # noqa: F401  (registers nuPIInitType as a safe global)
-from constrained_unlearn.engine.history import StepRecord
-
-if TYPE_CHECKING:
-    from constrained_unlearn.engine.loop import UnlearningEngine
+from constrained_unlearn.engine.guards import check_finite_state
+from constrained_unlearn.engine.history import History, StepRecord
+from constrained_unlearn.engine.rng import capture_rng_state, restore_rng_state
+from constrained_unlearn.engine.signature import (
+    NOT_OVERRIDABLE,
+    describe_differences,
+    signature_differences,
+    split_overrides,
+)
+from constrained_unlearn.engine.state import RunState
+from constrained_unlearn.problem import UnlearningProblem
 
 __all__ = [
+    "CheckpointDamagedError",
     "CheckpointError",
     "CheckpointWarning",
     "FORMAT_VERSION",
+    "LoadedCheckpoint",
+    "RunObjects",
+    "SHARED_FILES",
     "capture_rng_state",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
+    "read_trainer_state",
     "restore_rng_state",
     "save_checkpoint",
+    "verify_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
 PREFIX = "checkpoint-"
 TMP_PREFIX = "tmp-checkpoint-"
 COMPLETE = "COMPLETE"
@@ -86,7 +111,7 @@ DUAL_FILE = "dual.pt"
 STATE_FILE = "trainer_state.json"
 HISTORY_FILE = "history.json"
 CONFIG_FILE = "config.json"
-_SHARED_FILES = (MODEL_FILE, OPTIMIZER_FILE, DUAL_FILE, STATE_FILE, HISTORY_FILE, CONFIG_FILE)
+SHARED_FILES = (MODEL_FILE, OPTIMIZER_FILE, DUAL_FILE, STATE_FILE, HISTORY_FILE, CONFIG_FILE)
 
 
 def rng_file(rank: int) -> str:
@@ -95,53 +120,59 @@ def rng_file(rank: int) -> str:
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, read, or does not fit the engine it is loaded into."""
+    """A checkpoint cannot be written, read, or does not fit the run it is loaded into."""
+
+
+class CheckpointDamagedError(CheckpointError):
+    """A checkpoint's files do not match the checksums in its ``COMPLETE`` marker (or are gone)."""
 
 
 class CheckpointWarning(UserWarning):
-    """An incomplete checkpoint was skipped, or a resumed run differs from the saved one."""
+    """An incomplete or damaged checkpoint was skipped, or a resumed run differs from the saved one."""
 
 
-# -- RNG ------------------------------------------------------------------------------------
-def capture_rng_state() -> dict[str, Any]:
-    """The python, numpy, torch (and CUDA) RNG states of this process, weights_only-safe."""
-    np_state = np.random.get_state(legacy=False)
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-    return state
+@dataclass
+class RunObjects:
+    """Everything a checkpoint saves and restores, named explicitly.
+
+    Attributes:
+        accelerator: the run's ``Accelerator`` (ranks, device, state-dict gathering).
+        model: the prepared model.
+        optimizer: the primal optimiser.
+        lr_scheduler: its learning-rate scheduler.
+        problem: the problem (multipliers, penalty coefficients, bounds by name).
+        dual_optimizer: the dual optimiser (``None`` for a frozen multiplier).
+        state: the run state (progress, monitor, starting values, signature).
+        history: the step records.
+        total_steps: the planned number of optimiser steps.
+        config: the ``config.json`` payload (resolved run config, EngineConfig, solver …).
+    """
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    problem: UnlearningProblem
+    dual_optimizer: torch.optim.Optimizer | None
+    state: RunState
+    history: History
+    total_steps: int
+    config: Mapping[str, Any]
 
 
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
-    random.setstate(_as_tuple(state["python"]))
-    np_state = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": np_state["bit_generator"],
-            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
-            "has_gauss": np_state["has_gauss"],
-            "gauss": np_state["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+@dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` hands back beside the restored objects.
 
+    Attributes:
+        path: the checkpoint.
+        rng_state: this rank's saved RNG state, to restore right before the next step.
+        overridden: ``{key: (saved, now)}`` signature differences accepted via ``overrides``.
+    """
 
-def _as_tuple(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_tuple(v) for v in value)
-    return value
+    path: Path
+    rng_state: dict[str, Any]
+    overridden: dict[str, tuple[Any, Any]]
 
 
 # -- finding checkpoints --------------------------------------------------------------------
@@ -175,11 +206,14 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> tuple[list[Path], lis
     return [p for _, p in sorted(complete)], [p for _, p in sorted(incomplete)]
 
 
-def latest_checkpoint(directory: str | os.PathLike[str], *, report: bool = True) -> Path | None:
-    """The newest complete checkpoint in ``directory`` (``None`` if there is none).
+def latest_checkpoint(
+    directory: str | os.PathLike[str], *, report: bool = True, verify: bool = True
+) -> Path | None:
+    """The newest complete (and, with ``verify``, intact) checkpoint in ``directory``.
 
     With ``report``, every incomplete checkpoint is reported with a :class:`CheckpointWarning`
-    (it was being written when a run stopped).
+    (it was being written when a run stopped), and so is every damaged one skipped for an older
+    intact one (naming both). ``None`` if there is none.
     """
     complete, incomplete = list_checkpoints(directory)
     newest = complete[-1] if complete else None
@@ -192,7 +226,27 @@ def latest_checkpoint(directory: str | os.PathLike[str], *, report: bool = True)
                 CheckpointWarning,
                 stacklevel=2,
             )
-    return newest
+    if not verify:
+        return newest
+    damaged: list[tuple[Path, str]] = []
+    chosen = None
+    for path in reversed(complete):
+        try:
+            verify_checkpoint(path)
+        except CheckpointDamagedError as err:
+            damaged.append((path, str(err)))
+            continue
+        chosen = path
+        break
+    if report:
+        for path, reason in damaged:
+            warnings.warn(
+                f"skipping damaged checkpoint {path} ({reason}); "
+                + (f"falling back to {chosen}" if chosen else "no intact checkpoint remains"),
+                CheckpointWarning,
+                stacklevel=2,
+            )
+    return chosen
 
 
 def prune_checkpoints(directory: str | os.PathLike[str], keep_last: int) -> list[Path]:
@@ -204,6 +258,58 @@ def prune_checkpoints(directory: str | os.PathLike[str], keep_last: int) -> list
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
+
+
+# -- integrity ------------------------------------------------------------------------------
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of one file, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_marker(path: Path) -> dict[str, Any]:
+    marker = path / COMPLETE
+    if not marker.is_file():
+        raise CheckpointError(
+            f"{path} is not a complete checkpoint (no {COMPLETE} marker); it was being written "
+            "when the run stopped. Use an older checkpoint-<step> directory."
+        )
+    try:
+        content = json.loads(marker.read_text())
+        if not isinstance(content, dict) or not isinstance(content.get("sha256"), dict):
+            raise ValueError("no checksums")
+    except (ValueError, OSError) as err:
+        raise CheckpointDamagedError(
+            f"the {COMPLETE} marker of {path} holds no checksums ({err}): it is damaged or was "
+            f"written by an older version of constrained_unlearn (format 1; this one reads "
+            f"format {FORMAT_VERSION})"
+        ) from err
+    return content
+
+
+def verify_checkpoint(path: str | os.PathLike[str], files: Sequence[str] | None = None) -> None:
+    """Check ``files`` (default: every file listed) against the sha256 in ``COMPLETE``.
+
+    Raises:
+        CheckpointError: ``path`` has no ``COMPLETE`` marker (incomplete).
+        CheckpointDamagedError: a file is missing, unlisted or its checksum differs.
+    """
+    path = Path(path)
+    sums = _read_marker(path)["sha256"]
+    for name in files if files is not None else sorted(sums):
+        if name not in sums:
+            raise CheckpointDamagedError(f"{path / name} has no checksum in {COMPLETE}")
+        target = path / name
+        if not target.is_file():
+            raise CheckpointDamagedError(f"checkpoint file {target} is missing")
+        if file_sha256(target) != sums[name]:
+            raise CheckpointDamagedError(
+                f"{target} does not match its sha256 in {COMPLETE}: the file was changed or "
+                "corrupted after the checkpoint was written"
+            )
 
 
 # -- low-level writing ----------------------------------------------------------------------
@@ -355,16 +461,16 @@ def _load_model_weights(
 
 
 # -- dual state -----------------------------------------------------------------------------
-def _dual_payload(engine: UnlearningEngine) -> dict[str, Any]:
-    problem = engine.problem
+def _dual_payload(objects: RunObjects) -> dict[str, Any]:
+    problem = objects.problem
     return {
         "constraint_names": problem.constraint_names,
         "bounds": problem.require_bounds(),
-        "initial_values": dict(engine.initial_values),
+        "initial_values": dict(objects.state.initial_values),
         "problem": problem.state_dict(),
         "dual_param_names": [name for name, _ in problem.named_multiplier_parameters()],
         "dual_optimizer": (
-            engine.dual_optimizer.state_dict() if engine.dual_optimizer is not None else None
+            objects.dual_optimizer.state_dict() if objects.dual_optimizer is not None else None
         ),
     }
 
@@ -389,17 +495,16 @@ def _reorder_dual_state(
 
 
 # -- save ----------------------------------------------------------------------------------
-def _agree(engine: UnlearningEngine, ok: bool) -> bool:
+def _agree(accelerator: Accelerator, ok: bool) -> bool:
     """True on every rank iff ``ok`` on every rank (doubles as a barrier)."""
-    acc = engine.accelerator
-    if acc.num_processes == 1:
+    if accelerator.num_processes == 1:
         return ok
-    flag = torch.tensor([0.0 if ok else 1.0], device=acc.device)
-    return float(acc.reduce(flag, reduction="sum").item()) == 0.0
+    flag = torch.tensor([0.0 if ok else 1.0], device=accelerator.device)
+    return float(accelerator.reduce(flag, reduction="sum").item()) == 0.0
 
 
 def save_checkpoint(
-    engine: UnlearningEngine,
+    objects: RunObjects,
     directory: str | os.PathLike[str],
     *,
     rng_state: Mapping[str, Any] | None = None,
@@ -408,7 +513,7 @@ def save_checkpoint(
     """Write ``<directory>/checkpoint-<global_step>`` atomically; call it on every rank.
 
     Args:
-        engine: the engine, at an optimiser-step boundary.
+        objects: the run's objects, at an optimiser-step boundary.
         directory: the checkpoint directory.
         rng_state: this rank's RNG state to store (default: the current one).
         keep_last: prune to the newest this many complete checkpoints afterwards.
@@ -418,13 +523,13 @@ def save_checkpoint(
             good checkpoint stays the newest.
         CheckpointError: a write failed on some rank; previous checkpoints are untouched.
     """
-    acc = engine.accelerator
+    acc = objects.accelerator
     root = Path(directory)
-    step = engine.global_step
+    step = objects.state.progress.global_step
     final = root / f"{PREFIX}{step}"
     tmp = root / f"{TMP_PREFIX}{step}"
-    engine._check_finite_state()
-    model_state = acc.get_state_dict(engine.model)
+    check_finite_state(acc.unwrap_model(objects.model), objects.problem, step)
+    model_state = acc.get_state_dict(objects.model)
     rng = dict(rng_state) if rng_state is not None else capture_rng_state()
     error: BaseException | None = None
     if acc.is_main_process:
@@ -435,15 +540,15 @@ def save_checkpoint(
             tmp.mkdir()
         except OSError as err:
             error = err
-    if not _agree(engine, error is None):
+    if not _agree(acc, error is None):
         raise CheckpointError(f"cannot create {tmp}: {error or 'failed on the main process'}")
     try:
         _torch_save(rng, tmp / rng_file(acc.process_index))
         if acc.is_main_process:
-            _write_shared_files(engine, tmp, model_state)
+            _write_shared_files(objects, tmp, model_state)
     except Exception as err:
         error = err
-    if not _agree(engine, error is None):
+    if not _agree(acc, error is None):
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(
@@ -457,7 +562,7 @@ def save_checkpoint(
                 prune_checkpoints(root, keep_last)
         except OSError as err:
             error = err
-    if not _agree(engine, error is None):
+    if not _agree(acc, error is None):
         raise CheckpointError(
             f"committing checkpoint {final} failed ({error or 'on the main process'}); the "
             "previous checkpoints are untouched"
@@ -466,38 +571,42 @@ def save_checkpoint(
 
 
 def _write_shared_files(
-    engine: UnlearningEngine, tmp: Path, model_state: Mapping[str, torch.Tensor]
+    objects: RunObjects, tmp: Path, model_state: Mapping[str, torch.Tensor]
 ) -> None:
-    acc = engine.accelerator
-    weights = _model_tensors(engine.unwrapped_model, model_state)
+    acc = objects.accelerator
+    weights = _model_tensors(acc.unwrap_model(objects.model), model_state)
     save_file(weights["tensors"], str(tmp / MODEL_FILE), metadata=weights["metadata"])
     _fsync_file(tmp / MODEL_FILE)
     scaler = getattr(acc, "scaler", None)
     _torch_save(
         {
-            "optimizer": engine.optimizer.state_dict(),
-            "lr_scheduler": engine.lr_scheduler.state_dict(),
+            "optimizer": objects.optimizer.state_dict(),
+            "lr_scheduler": objects.lr_scheduler.state_dict(),
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
         },
         tmp / OPTIMIZER_FILE,
     )
-    _torch_save(_dual_payload(engine), tmp / DUAL_FILE)
-    _json_save(engine._trainer_state(), tmp / STATE_FILE)
-    _json_save([asdict(r) for r in engine.history.records], tmp / HISTORY_FILE)
-    _json_save(
-        {
-            "run_config": engine.run_config,
-            "engine_config": engine.config.to_dict(),
-            "solver": engine.solver.describe(),
-            "constraints": [asdict(s) for s in engine.problem.specs.values()],
-        },
-        tmp / CONFIG_FILE,
-    )
+    _torch_save(_dual_payload(objects), tmp / DUAL_FILE)
+    trainer_state = {
+        "format_version": FORMAT_VERSION,
+        **objects.state.state_dict(),
+        "total_steps": objects.total_steps,
+        "world_size": acc.num_processes,
+    }
+    _json_save(trainer_state, tmp / STATE_FILE)
+    _json_save([asdict(r) for r in objects.history.records], tmp / HISTORY_FILE)
+    _json_save(dict(objects.config), tmp / CONFIG_FILE)
 
 
 def _commit(tmp: Path, final: Path) -> None:
+    sums = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     marker = tmp / COMPLETE
-    marker.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    content = {
+        "format_version": FORMAT_VERSION,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "sha256": sums,
+    }
+    marker.write_text(json.dumps(content, indent=1))
     _fsync_file(marker)
     _fsync_dir(tmp)
     aside = None
@@ -514,72 +623,104 @@ def _commit(tmp: Path, final: Path) -> None:
 def read_trainer_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``trainer_state.json`` of a complete checkpoint (for inspection)."""
     path = Path(path)
-    if not (path / COMPLETE).is_file():
+    _read_marker(path)
+    state = _json_load(path / STATE_FILE)
+    if not isinstance(state, dict):
         raise CheckpointError(
-            f"{path} is not a complete checkpoint (no {COMPLETE} marker); it was being written "
-            "when the run stopped. Use an older checkpoint-<step> directory."
+            f"{path / STATE_FILE} is not a JSON object; the checkpoint is damaged"
         )
-    return _json_load(path / STATE_FILE)
+    return state
 
 
-def _check_same(key: str, saved: Any, current: Any, path: Path, fix: str) -> None:
-    if saved != current:
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "step": int,
+    "epoch": int,
+    "objective": (int, float),
+    "values": dict,
+    "violations": dict,
+    "multipliers": dict,
+    "lr": (int, float),
+    "dual_live": bool,
+    "metrics": dict,
+}
+
+
+def _parse_history(raw: Any, path: Path) -> list[StepRecord]:
+    """Step records from ``history.json``; anything malformed is a :class:`CheckpointError`."""
+    where = path / HISTORY_FILE
+    if not isinstance(raw, list):
+        raise CheckpointError(f"{where} must hold a list of step records, got {type(raw).__name__}")
+    names = {f.name for f in fields(StepRecord)}
+    records = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) - names or not set(_RECORD_TYPES) <= set(item):
+            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
+            raise CheckpointError(
+                f"record {i} of {where} is not a step record (keys {keys}, expected "
+                f"{sorted(names)}); the checkpoint is damaged"
+            )
+        for key, kind in _RECORD_TYPES.items():
+            if not isinstance(item[key], kind):
+                raise CheckpointError(
+                    f"record {i} of {where}: {key!r} is {item[key]!r}; the checkpoint is damaged"
+                )
+        records.append(StepRecord(**item))
+    return records
+
+
+def _check_signature(
+    saved: Mapping[str, Any], current: Mapping[str, Any], overrides: Sequence[str], path: Path
+) -> dict[str, tuple[Any, Any]]:
+    differences = signature_differences(saved, current)
+    refused, accepted = split_overrides(differences, overrides)
+    if refused:
+        allowed = [k for k in refused if k not in NOT_OVERRIDABLE]
+        how = (
+            f"resume with the same settings, start fresh (resume=False), or allow the change "
+            f"deliberately with EngineConfig(resume_overrides={tuple(allowed)!r})"
+            if allowed
+            else "resume with the same settings or start fresh (resume=False)"
+        )
+        fixed = [k for k in refused if k in NOT_OVERRIDABLE]
+        never = f" ({', '.join(fixed)} can never be overridden)" if fixed else ""
         raise CheckpointError(
-            f"cannot resume from {path}: {key} was {saved!r} when it was saved, now {current!r}; "
-            f"{fix}"
+            f"cannot resume from {path}: the run differs from the checkpoint's in "
+            f"{len(refused)} setting(s):\n{describe_differences(refused)}\n{how}{never}"
         )
+    return accepted
 
 
-def load_checkpoint(engine: UnlearningEngine, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Restore ``engine`` from a complete checkpoint; call it on every rank.
+def load_checkpoint(
+    objects: RunObjects,
+    path: str | os.PathLike[str],
+    *,
+    overrides: Sequence[str] = (),
+    verify: bool = True,
+) -> LoadedCheckpoint:
+    """Restore ``objects`` from a complete checkpoint; call it on every rank.
 
-    The RNG state is not applied here but kept for :meth:`UnlearningEngine.fit`, which restores
-    it right before the next optimiser step. Returns the checkpoint's trainer state.
+    The RNG state is not applied here but returned, to be restored right before the next
+    optimiser step. ``objects.state.signature`` must hold the current run's signature; keys in
+    ``overrides`` may differ (they are returned, logged and recorded in the state).
 
     Raises:
+        CheckpointDamagedError: a file does not match its checksum (with ``verify``).
         CheckpointError: the checkpoint is incomplete, damaged, or was written for a different
-            constraint set, solver, number of processes, accumulation or data.
+            run (every differing signature key is listed) or constraint set.
     """
-    acc = engine.accelerator
+    acc = objects.accelerator
     path = Path(path)
+    if verify:
+        verify_checkpoint(path, [*SHARED_FILES, rng_file(acc.process_index)])
     state = read_trainer_state(path)
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {state.get('format_version')!r}; this version of "
             f"constrained_unlearn reads format {FORMAT_VERSION}"
         )
-    current = engine._trainer_state()
-    _check_same(
-        "the number of processes",
-        state["world_size"],
-        acc.num_processes,
-        path,
-        "resume with as many processes (the position inside the epoch depends on it)",
-    )
-    _check_same(
-        "gradient_accumulation_steps",
-        state["gradient_accumulation_steps"],
-        engine.config.gradient_accumulation_steps,
-        path,
-        "resume with the same EngineConfig.gradient_accumulation_steps",
-    )
-    for key, value in state["data"].items():
-        _check_same(
-            f"data.{key}",
-            value,
-            current["data"].get(key),
-            path,
-            "resume with the same PairedData (datasets, batch sizes, shuffle and seed)",
-        )
-    _check_same(
-        "the solver",
-        state["solver"],
-        engine.solver.name,
-        path,
-        "resume with the same solver",
-    )
+    problem = objects.problem
     dual = _torch_load(path / DUAL_FILE)
-    names = engine.problem.constraint_names
+    names = problem.constraint_names
     if sorted(dual["constraint_names"]) != sorted(names):
         raise CheckpointError(
             f"cannot resume from {path}: it was written for constraints "
@@ -587,17 +728,22 @@ def load_checkpoint(engine: UnlearningEngine, path: str | os.PathLike[str]) -> d
             "state are matched by name; build the engine with the same ConstraintSpec names or "
             "start a fresh run (resume=False)."
         )
-    dual_names = [name for name, _ in engine.problem.named_multiplier_parameters()]
+    try:
+        saved_signature = dict(state["signature"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path / STATE_FILE} has no run signature ({err})") from err
+    accepted = _check_signature(saved_signature, objects.state.signature, overrides, path)
+    dual_names = [name for name, _ in problem.named_multiplier_parameters()]
     if sorted(dual["dual_param_names"]) != sorted(dual_names):
         raise CheckpointError(
             f"cannot resume from {path}: its dual optimiser covers {dual['dual_param_names']}, "
             f"this engine's covers {dual_names}"
         )
-    if (dual["dual_optimizer"] is None) != (engine.dual_optimizer is None):
+    if (dual["dual_optimizer"] is None) != (objects.dual_optimizer is None):
         raise CheckpointError(
             f"cannot resume from {path}: the dual optimiser is "
             f"{'absent' if dual['dual_optimizer'] is None else 'present'} in the checkpoint but "
-            f"{'absent' if engine.dual_optimizer is None else 'present'} here; use the same solver"
+            f"{'absent' if objects.dual_optimizer is None else 'present'} here; use the same solver"
         )
     dual_state = None
     if dual["dual_optimizer"] is not None:
@@ -607,44 +753,47 @@ def load_checkpoint(engine: UnlearningEngine, path: str | os.PathLike[str]) -> d
     primal = _torch_load(path / OPTIMIZER_FILE)
     rng = _torch_load(path / rng_file(acc.process_index))
     tensors, metadata = _read_model_file(path / MODEL_FILE)
-    history = [StepRecord(**record) for record in _json_load(path / HISTORY_FILE)]
-    if state["total_steps"] != engine.total_steps:
+    history = _parse_history(_json_load(path / HISTORY_FILE), path)
+    if state["total_steps"] != objects.total_steps:
         warnings.warn(
             f"{path} was saved by a run of {state['total_steps']} optimiser steps, this one has "
-            f"{engine.total_steps}: the learning-rate schedule continues with the new length",
+            f"{objects.total_steps}: the learning-rate schedule continues with the new length",
             CheckpointWarning,
             stacklevel=3,
         )
 
     # everything read and checked: apply
-    _load_model_weights(engine.unwrapped_model, tensors, metadata, path)
+    _load_model_weights(acc.unwrap_model(objects.model), tensors, metadata, path)
     try:
-        engine.optimizer.load_state_dict(primal["optimizer"])
+        objects.optimizer.load_state_dict(primal["optimizer"])
     except (ValueError, KeyError) as err:
         raise CheckpointError(
             f"the primal optimiser state in {path} does not fit this optimiser ({err}); build "
             "the same optimiser over the same trainable parameters"
         ) from err
-    engine.lr_scheduler.load_state_dict(primal["lr_scheduler"])
+    objects.lr_scheduler.load_state_dict(primal["lr_scheduler"])
     scaler = getattr(acc, "scaler", None)
     if scaler is not None and primal.get("grad_scaler") is not None:
         scaler.load_state_dict(primal["grad_scaler"])
     device = acc.device
-    problem_state = {
-        "multipliers": dual["problem"]["multipliers"],
-        "penalty_coefficients": {
-            name: {key: value.to(device) for key, value in entry.items()}
-            for name, entry in dual["problem"]["penalty_coefficients"].items()
-        },
-    }
-    engine.problem.load_state_dict(problem_state)
+    problem.load_state_dict(
+        {
+            "multipliers": dual["problem"]["multipliers"],
+            "penalty_coefficients": {
+                name: {key: value.to(device) for key, value in entry.items()}
+                for name, entry in dual["problem"]["penalty_coefficients"].items()
+            },
+        }
+    )
     for name, bound in dual["bounds"].items():
-        engine.problem.set_bound(name, bound)
-    engine.initial_values = {k: float(v) for k, v in dual["initial_values"].items()}
-    if dual_state is not None and engine.dual_optimizer is not None:
-        engine.dual_optimizer.load_state_dict(dual_state)
-    engine.history.records = history
-    engine._load_trainer_state(state)
-    engine._pending_rng = rng
+        problem.set_bound(name, bound)
+    if dual_state is not None and objects.dual_optimizer is not None:
+        objects.dual_optimizer.load_state_dict(dual_state)
+    objects.history.records = history
+    objects.state.load_state_dict(state, device)
+    objects.state.initial_values = {k: float(v) for k, v in dual["initial_values"].items()}
+    for key, (old, new) in accepted.items():
+        logger.warning("resume from %s overrides %s: saved %r, now %r", path, key, old, new)
+        objects.state.resume_overridden[key] = {"saved": old, "now": new}
     acc.wait_for_everyone()
-    return state
+    return LoadedCheckpoint(path=path, rng_state=rng, overridden=accepted)

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+__all__ = ["EngineConfig"]
+
 
 @dataclass
 class EngineConfig:
@@ -35,15 +37,19 @@ class EngineConfig:
         keep_last: keep only the newest K complete checkpoints (``None``: keep all). A
             checkpoint is deleted only after a newer one is complete.
         save_final: write a checkpoint when training ends (needs ``checkpoint_dir``).
-        calibration_batches: micro-batch pairs of epoch 0 measured at θ₀ to calibrate ε and to
-            check that a given bound is feasible at the start (``None``: the whole epoch, so a
-            warning is never raised on batch noise).
+        calibration_batches: when some ε is calibrated (``ConstraintSpec(bound=None)``), the
+            number of epoch-0 micro-batch pairs measured at θ₀ (eval mode, no gradients) for
+            ``ε = (1 + slack) · c(θ₀)``. ``None`` (default): all of epoch 0, because ε bounds the
+            whole run and a few batches would move it by their noise; a number bounds the
+            start-up cost. When every ε is given there is no extra pass: the starting values
+            are step 0's observation (see :mod:`constrained_unlearn.engine.starting`).
         resume: ``True`` continues from the newest complete checkpoint in ``checkpoint_dir``
             (a fresh start when there is none); a path continues from that checkpoint;
             ``False`` starts fresh. :meth:`UnlearningEngine.fit` can override it.
-        resume_overrides: keys of the run signature (see :class:`UnlearningEngine`'s
-            ``run_signature``) that may deliberately differ from the checkpoint's on resume;
-            every other difference is refused.
+        resume_overrides: keys of the run signature (:mod:`constrained_unlearn.engine.signature`,
+            e.g. ``"optimizer.group0.lr"``, ``"constraint.retain.bound"``, ``"method.name"``) that
+            may deliberately differ from the checkpoint's on resume; each is logged and recorded
+            in ``UnlearningEngine.resume_overridden``. Every other difference is refused.
         feasibility_tolerance: relative tolerance τ of the end-of-run check
             ``value ≤ bound · (1 + τ)`` (:mod:`constrained_unlearn.engine.feasibility`).
     """

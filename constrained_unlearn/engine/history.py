@@ -1,4 +1,4 @@
-"""Per-step records and the callback protocol."""
+"""Per-step records, the run's history and the callback protocol."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from constrained_unlearn.engine.feasibility import FeasibilityReport
+
 if TYPE_CHECKING:
     from constrained_unlearn.engine.loop import UnlearningEngine
+
+__all__ = ["Callback", "History", "StepRecord"]
 
 
 @dataclass
@@ -29,6 +33,15 @@ class StepRecord:
     dual_live: bool
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def postfix(self) -> dict[str, str]:
+        """Short strings for a progress bar: objective, values and multipliers."""
+        out = {"L_f": f"{self.objective:.3g}"}
+        for name, value in self.values.items():
+            out[name] = f"{value:.3g}"
+            if name in self.multipliers:
+                out[f"λ_{name}"] = f"{self.multipliers[name]:.3g}"
+        return out
+
     def flat(self) -> dict[str, float]:
         """``{"objective": …, "retain/value": …, "retain/violation": …, "retain/multiplier": …}``."""
         out: dict[str, float] = {"objective": self.objective, "lr": self.lr}
@@ -45,9 +58,16 @@ class StepRecord:
 
 @dataclass
 class History:
-    """All step records of a run, in order."""
+    """All step records of a run, in order.
+
+    Attributes:
+        records: one :class:`StepRecord` per optimiser step.
+        feasibility: ``{name: FeasibilityReport}`` of the last step's values against the bounds,
+            set at the end of :meth:`UnlearningEngine.fit` (empty before).
+    """
 
     records: list[StepRecord] = field(default_factory=list)
+    feasibility: dict[str, FeasibilityReport] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)

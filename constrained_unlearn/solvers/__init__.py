@@ -1,7 +1,7 @@
 """Primal-dual schemes, swapped with one argument (``solver="gda"``, ``"extragradient"`` …)."""
 
 from constrained_unlearn.solvers.augmented_lagrangian import AugmentedLagrangian
-from constrained_unlearn.solvers.base import Solver, dual_step
+from constrained_unlearn.solvers.base import Observation, Primitives, Solver, StepResult, dual_step
 from constrained_unlearn.solvers.extragradient import Extragradient
 from constrained_unlearn.solvers.gda import GDA, AlternatingGDA
 from constrained_unlearn.solvers.nupi import NuPI
@@ -15,8 +15,11 @@ __all__ = [
     "AugmentedLagrangian",
     "Extragradient",
     "NuPI",
+    "Observation",
     "Penalty",
+    "Primitives",
     "Solver",
+    "StepResult",
     "dual_step",
     "make_solver",
     "normalize_solver_name",

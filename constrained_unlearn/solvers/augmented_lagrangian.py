@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import cooper
-import torch
 
-from constrained_unlearn.problem import UnlearningProblem
-from constrained_unlearn.solvers.base import Solver, Timing
+from constrained_unlearn.solvers.base import MicroBatches, Primitives, Solver, StepResult
+
+__all__ = ["AugmentedLagrangian"]
 
 
 @dataclass
@@ -33,13 +33,14 @@ class AugmentedLagrangian(Solver):
     """
 
     name: ClassVar[str] = "augmented-lagrangian"
-    timing: ClassVar[Timing] = "primal-then-dual"
     formulation: ClassVar[type] = cooper.formulations.AugmentedLagrangian
+    dual_lr_may_be_none: ClassVar[bool] = True
 
     penalty: float = 1.0
     dual_lr: float | None = None  # type: ignore[assignment]
 
     def validate(self) -> None:
+        super().validate()
         if (
             isinstance(self.penalty, bool)
             or not isinstance(self.penalty, (int, float))
@@ -50,7 +51,6 @@ class AugmentedLagrangian(Solver):
             raise ValueError(
                 f"penalty must be > 0 (c = 0 makes the inequality term NaN), got {self.penalty}"
             )
-        super().validate()
 
     @property
     def dual_step_size(self) -> float:
@@ -60,6 +60,11 @@ class AugmentedLagrangian(Solver):
     def penalty_init(self) -> float | None:
         return float(self.penalty)
 
-    def make_dual_optimizer(self, problem: UnlearningProblem) -> torch.optim.Optimizer | None:
-        params = [p for _, p in problem.named_multiplier_parameters()]
-        return torch.optim.SGD(params, lr=self.dual_step_size, maximize=True)
+    def step(self, ctx: Primitives, micro: MicroBatches) -> StepResult:
+        """θ_{t+1} = θ_t − α ∇_θ L_c(θ_t, λ_t);  λ_{t+1} = max(0, λ_t + η g(θ_{t+1}))."""
+        seen = ctx.observe(micro, backward=True)  # ∇_θ L_c(θ_t, λ_t), g(θ_t) (logged)
+        grad_norm = ctx.primal_step()  # θ_{t+1}
+        if ctx.dual_moves:  # the extra forward only when λ moves in this step
+            after = ctx.observe(micro, backward=False)  # g(θ_{t+1})
+            ctx.dual_step(after.values)  # λ_{t+1}
+        return StepResult(seen, grad_norm)

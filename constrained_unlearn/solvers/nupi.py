@@ -18,17 +18,22 @@ import cooper
 import torch
 
 from constrained_unlearn.problem import UnlearningProblem
-from constrained_unlearn.solvers.base import Solver, Timing
+from constrained_unlearn.solvers.base import Solver
+
+__all__ = ["NuPI"]
 
 torch.serialization.add_safe_globals([cooper.optim.nuPIInitType])
 
 
 @dataclass
 class NuPI(Solver):
-    """GDA with a nuPI controller on λ (``kp`` proportional, ``ki`` integral gain, ``ema_nu``)."""
+    """GDA with a nuPI controller on λ (``kp`` proportional, ``ki`` integral gain, ``ema_nu``).
+
+    ``step`` is :meth:`Solver.step` (observe at θ_t → primal step → dual step on ``g(θ_t)``);
+    only the dual optimiser differs: the controller above instead of SGD.
+    """
 
     name: ClassVar[str] = "nupi"
-    timing: ClassVar[Timing] = "simultaneous"
 
     kp: float = 1.0
     ki: float = 1.0
@@ -38,16 +43,18 @@ class NuPI(Solver):
         super().validate()
         for arg in ("kp", "ki"):
             value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{arg} must be a finite number ≥ 0, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{arg} must be a finite number ≥ 0, got {value}")
-        if not 0.0 <= self.ema_nu < 1.0:
+        if not isinstance(self.ema_nu, (int, float)) or not 0.0 <= self.ema_nu < 1.0:
             raise ValueError(f"ema_nu must be in [0, 1), got {self.ema_nu}")
 
     def make_dual_optimizer(self, problem: UnlearningProblem) -> torch.optim.Optimizer | None:
         params = [p for _, p in problem.named_multiplier_parameters()]
         return cooper.optim.nuPI(
             params,
-            lr=self.dual_lr,
+            lr=self.dual_step_size,
             Kp=torch.tensor(self.kp),
             Ki=torch.tensor(self.ki),
             ema_nu=self.ema_nu,
