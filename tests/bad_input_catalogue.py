@@ -285,7 +285,7 @@ CATALOGUE: list[BadInput] = [
         "an unknown mixed-precision mode",
         _config("training.mixed_precision=fp8"),
         ValueError,
-        r"training.mixed_precision must be no\|bf16\|fp16",
+        r"training.mixed_precision must be one of 'no', 'bf16', 'fp16', got 'fp8'",
         "Use no, bf16 or fp16.",
     ),
     BadInput(
