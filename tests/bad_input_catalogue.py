@@ -27,7 +27,8 @@ class BadInput:
     fix: str
 
 
-def _llm_fixtures():
+def llm_fixtures():
+    """The tiny tokenizer and model builders of tests/llm/conftest.py (usable outside tests/llm)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("tiny_llm_fixtures", HERE / "llm" / "conftest.py")
@@ -37,7 +38,7 @@ def _llm_fixtures():
 
 
 def _tok():
-    return _llm_fixtures().build_tokenizer()
+    return llm_fixtures().build_tokenizer()
 
 
 def _config(*overrides):
@@ -179,7 +180,7 @@ def _run_with_splits(tmp):
         "forget10": [{"question": "q", "answer": "a"}],
         "retain90": [{"question": "q", "answer": "a"}],
     }
-    return run_unlearning(cfg, rows, model=_llm_fixtures().build_model("llama", tok), tokenizer=tok)
+    return run_unlearning(cfg, rows, model=llm_fixtures().build_model("llama", tok), tokenizer=tok)
 
 
 def _load_model(name):

@@ -56,6 +56,7 @@ class DatasetUnavailableError(FileNotFoundError):
 class DataFileError(ValueError):
     """A local data file that cannot be parsed; the message names the file and the reason."""
 
+
 EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("parquet", "parquet"),
     ("jsonl", "json"),

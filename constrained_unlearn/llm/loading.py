@@ -57,6 +57,7 @@ class HubUnavailableError(FileNotFoundError):
 class VocabularyMismatchError(ValueError):
     """The tokenizer has ids the model's input embeddings do not cover."""
 
+
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -288,9 +289,9 @@ def load_model_and_tokenizer(
         library come from lengths, so that is safe. The model's generation config gets the pad
         id if it had none.
     """
+    source = check_source(name_or_path)  # before importing transformers: fails in milliseconds
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = check_source(name_or_path)
     torch_dtype = resolve_dtype(dtype)
     hub_kwargs: dict[str, Any] = {}
     if not Path(source).is_dir() and _hub_mode(source):

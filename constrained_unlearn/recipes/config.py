@@ -297,7 +297,9 @@ class RunConfig:
             try:
                 normalize_solver_name(m.solver)
             except ValueError:
-                near = difflib.get_close_matches(m.solver.lower().replace("_", "-"), _solvers(), n=1)
+                near = difflib.get_close_matches(
+                    m.solver.lower().replace("_", "-"), _solvers(), n=1
+                )
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise ConfigError(
                     f"method.solver={m.solver!r} is unknown{hint}; valid: {_solvers()}"
@@ -436,8 +438,12 @@ def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
 def _checked(value: Any, hint: Any, key: str) -> Any:
     ok, converted = _convert(value, hint)
     if not ok:
-        shown = "null (an empty value)" if value is None else repr(value)
-        raise ConfigError(f"{key} must be {_describe(hint)}, got {shown}")
+        if value is None:
+            raise ConfigError(
+                f"{key} must be {_describe(hint)}, got null (an empty value); write a value "
+                "after the colon, or remove the key to keep its default"
+            )
+        raise ConfigError(f"{key} must be {_describe(hint)}, got {value!r}")
     return converted
 
 

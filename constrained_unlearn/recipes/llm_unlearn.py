@@ -581,7 +581,9 @@ def train_and_record(
                 if run is not None and len(history):
                     from constrained_unlearn.tracking.run_plot import plot_history
 
-                    track("log_artifact", plot_history(history, bounds, out / "training.png"), "plots")
+                    track(
+                        "log_artifact", plot_history(history, bounds, out / "training.png"), "plots"
+                    )
                 if run is not None and cfg.tracking.log_model and cfg.output.save_model:
                     track(run.client.log_artifacts, run.run_id, str(out / "model"), "model")
             if after_training is not None:
