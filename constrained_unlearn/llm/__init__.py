@@ -4,9 +4,12 @@ from constrained_unlearn.llm.collate import PadCollator, pad_collate
 from constrained_unlearn.llm.corpus import CorpusDataset, pack_documents
 from constrained_unlearn.llm.generation import cut_at_stop_strings, generate_batched
 from constrained_unlearn.llm.loading import (
+    HubUnavailableError,
     LoraSettings,
+    VocabularyMismatchError,
     apply_lora,
     check_source,
+    check_vocabulary,
     load_model_and_tokenizer,
     resolve_dtype,
 )
@@ -29,6 +32,9 @@ from constrained_unlearn.llm.tokenization import (
 
 __all__ = [
     "CausalLMTerms",
+    "HubUnavailableError",
+    "VocabularyMismatchError",
+    "check_vocabulary",
     "CorpusDataset",
     "EncodedQA",
     "LoraSettings",
