@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["build_parser", "main"]
@@ -23,9 +23,14 @@ logger = logging.getLogger("constrained_unlearn.cli")
 
 
 # ---------------------------------------------------------------------------------- output
-def _configure_output(verbosity: int) -> None:
+def _configure_output(verbosity: int) -> Callable[[], None]:
     """Messages through ``logging`` (−1 quiet: warnings only, 0: info, 1 verbose: debug);
-    dependencies' INFO lines and progress bars kept out of the way unless verbose."""
+    dependencies' INFO lines and progress bars kept out of the way unless verbose.
+
+    Returns:
+        A function undoing the logging and warning changes (``main`` calls it at the end, so
+        calling ``main`` in a process leaves that process's logging as it was).
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if verbosity < 1:
@@ -38,11 +43,8 @@ def _configure_output(verbosity: int) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     package = logging.getLogger("constrained_unlearn")
-    for handler in list(package.handlers):
-        if getattr(handler, "_cli_handler", False):
-            package.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._cli_handler = True  # type: ignore[attr-defined]
+    saved = (package.level, package.propagate, warnings.showwarning)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     package.addHandler(handler)
     package.setLevel(level)
@@ -54,6 +56,29 @@ def _configure_output(verbosity: int) -> None:
         )
 
     warnings.showwarning = show  # one line per warning, no source excerpt
+
+    def restore() -> None:
+        package.removeHandler(handler)
+        package.setLevel(saved[0])
+        package.propagate = saved[1]
+        warnings.showwarning = saved[2]
+
+    return restore
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the message."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ sets it
+        pass
 
 
 class _Formatter(logging.Formatter):
@@ -544,7 +569,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_output(_verbosity(args))
+    restore = _configure_output(_verbosity(args))
+    try:
+        return _run(args)
+    finally:
+        restore()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except BaseException as err:  # noqa: BLE001 - every failure becomes a short report

@@ -540,9 +540,10 @@ def train_and_record(
                 last = history.records[-1] if len(history) else None
                 final_retain = last.values["retain"] if last is not None else math.nan
                 final_source = "last step"
-            reports = check_feasibility(
-                {"retain": final_retain}, bounds, engine_config.feasibility_tolerance
-            )
+            last_values = dict(history.records[-1].values) if len(history) else {}
+            finals = {name: last_values.get(name, math.nan) for name in bounds}
+            finals["retain"] = final_retain
+            reports = check_feasibility(finals, bounds, engine_config.feasibility_tolerance)
             warn_if_infeasible(reports)
             satisfied = all(r.satisfied for r in reports.values())
             result = UnlearnResult(
