@@ -28,19 +28,22 @@ def _configure_output(verbosity: int) -> Callable[[], None]:
     dependencies' INFO lines and progress bars kept out of the way unless verbose.
 
     Returns:
-        A function undoing the logging and warning changes (``main`` calls it at the end, so
-        calling ``main`` in a process leaves that process's logging as it was).
+        A function undoing the environment, logging and warning changes (``main`` calls it at
+        the end, so calling ``main`` in a process leaves that process as it was).
     """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    wanted = {"MLFLOW_DISABLE_TELEMETRY": "true", "TOKENIZERS_PARALLELISM": "false"}
     if verbosity < 1:
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("DATASETS_VERBOSITY", "error")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        wanted.update(
+            TRANSFORMERS_VERBOSITY="error",
+            DATASETS_VERBOSITY="error",
+            MLFLOW_LOGGING_LEVEL="WARNING",
+            TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+        )
     if verbosity < 0:
-        os.environ.setdefault("TQDM_DISABLE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        wanted.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    added = [key for key in wanted if key not in os.environ]  # the user's settings win
+    for key in added:
+        os.environ[key] = wanted[key]
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     package = logging.getLogger("constrained_unlearn")
     saved = (package.level, package.propagate, warnings.showwarning)
@@ -58,6 +61,8 @@ def _configure_output(verbosity: int) -> Callable[[], None]:
     warnings.showwarning = show  # one line per warning, no source excerpt
 
     def restore() -> None:
+        for key in added:
+            os.environ.pop(key, None)
         package.removeHandler(handler)
         package.setLevel(saved[0])
         package.propagate = saved[1]
