@@ -1,8 +1,9 @@
 """The catalogue of bad inputs: what a user can get wrong, the error they see, and the fix.
 
-`tests/test_bad_inputs.py` runs every entry (the error and its message are asserted, and the
-entry's scratch folder must stay empty: nothing written, nothing lost); `docs/troubleshooting.md`
-is rendered from the same list:
+`tests/test_bad_inputs.py` runs every entry (the error and its message are asserted, the exit
+status the command line gives it, that the entry's scratch folder stays empty — nothing written,
+nothing lost — and that no MLflow run is left RUNNING); `docs/troubleshooting.md` is rendered
+from the same list:
 
     python tests/bad_input_catalogue.py > docs/troubleshooting.md
 """
@@ -25,9 +26,11 @@ class BadInput:
     error: type[BaseException]
     message: str  # a regular expression the message must match
     fix: str
+    status: int = 2  # the command line's exit status: 2 input, 1 runtime, 130 interrupted
 
 
-def _llm_fixtures():
+def llm_fixtures():
+    """The tiny tokenizer and model builders of tests/llm/conftest.py (usable outside tests/llm)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("tiny_llm_fixtures", HERE / "llm" / "conftest.py")
@@ -37,7 +40,7 @@ def _llm_fixtures():
 
 
 def _tok():
-    return _llm_fixtures().build_tokenizer()
+    return llm_fixtures().build_tokenizer()
 
 
 def _config(*overrides):
@@ -179,7 +182,7 @@ def _run_with_splits(tmp):
         "forget10": [{"question": "q", "answer": "a"}],
         "retain90": [{"question": "q", "answer": "a"}],
     }
-    return run_unlearning(cfg, rows, model=_llm_fixtures().build_model("llama", tok), tokenizer=tok)
+    return run_unlearning(cfg, rows, model=llm_fixtures().build_model("llama", tok), tokenizer=tok)
 
 
 def _load_model(name):
@@ -189,6 +192,123 @@ def _load_model(name):
         return load_model_and_tokenizer(name)
 
     return run
+
+
+def _yaml_file(text):
+    def run(tmp):
+        from constrained_unlearn.recipes.config import load_config
+
+        path = tmp.parent / "run.yaml"  # outside the scratch folder, which must stay empty
+        path.write_text(text)
+        return load_config(path)
+
+    return run
+
+
+def _preflight(*overrides):
+    def run(tmp):
+        from constrained_unlearn.recipes.config import load_config
+        from constrained_unlearn.recipes.llm_unlearn import preflight
+
+        return preflight(load_config(None, [f"output.dir={tmp / 'out'}", *overrides]))
+
+    return run
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _output_under_a_file(tmp):
+    from constrained_unlearn.recipes.llm_unlearn import check_output_dir
+
+    (tmp.parent / "a_file").write_text("x")
+    return check_output_dir(tmp.parent / "a_file" / "out")
+
+
+def _truncated_jsonl(tmp):
+    from constrained_unlearn.benchmarks.tofu import load_tofu
+
+    folder = tmp.parent / "tofu"
+    folder.mkdir()
+    (folder / "forget10.jsonl").write_text(
+        '{"question": "q", "answer": "a"}\n{"question": "q2", "ans'
+    )
+    return load_tofu("forget10", folder)
+
+
+def _identical_sets(tmp):
+    from constrained_unlearn.recipes.config import load_config
+    from constrained_unlearn.recipes.llm_unlearn import run_unlearning
+
+    tok = _tok()
+    rows = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(4)]
+    cfg = load_config(None, [f"output.dir={tmp / 'out'}"])
+    splits = {"forget10": rows, "retain90": list(rows)}
+    return run_unlearning(
+        cfg, splits, model=llm_fixtures().build_model("llama", tok), tokenizer=tok
+    )
+
+
+def _unreachable_hub(tmp):
+    import os
+    from unittest import mock
+
+    from constrained_unlearn.llm import load_model_and_tokenizer
+
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}", "HF_HUB_OFFLINE": ""}
+    with mock.patch.dict(os.environ, env):
+        return load_model_and_tokenizer("someorg/not-a-model")
+
+
+def _vocabulary(tmp):
+    from constrained_unlearn.llm.loading import check_vocabulary
+
+    tok = _tok()
+    model = llm_fixtures().build_model("llama", tok)
+    rows = model.get_input_embeddings().num_embeddings
+    tok.add_tokens([f"<new_{i}>" for i in range(rows - len(tok) + 1)])
+    return check_vocabulary(model, tok)
+
+
+def _sigterm_in_calibration(tmp):
+    import os
+    import signal
+    from unittest import mock
+
+    from constrained_unlearn.engine import UnlearningEngine
+    from constrained_unlearn.recipes.config import load_config
+    from constrained_unlearn.recipes.llm_unlearn import run_unlearning
+
+    tok = _tok()
+    cfg = load_config(
+        None, [f"output.dir={tmp.parent / 'out'}", "training.epochs=1", "output.save_model=false"]
+    )
+    rows = {
+        "forget10": [{"question": f"q{i}", "answer": f"a{i}"} for i in range(4)],
+        "retain90": [{"question": f"r{i}", "answer": f"b{i}"} for i in range(4)],
+    }
+    original = UnlearningEngine.calibrate
+
+    def calibrate(self, *args, **kwargs):
+        values = original(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return values
+
+    with mock.patch.object(UnlearningEngine, "calibrate", calibrate):
+        return run_unlearning(
+            cfg, rows, model=llm_fixtures().build_model("llama", tok), tokenizer=tok
+        )
+
+
+def _method_option(tmp):
+    from constrained_unlearn.methods import get_method
+
+    return get_method("npo", betaa=0.1)
 
 
 def _tofu(config, source):
@@ -285,7 +405,7 @@ CATALOGUE: list[BadInput] = [
         "an unknown mixed-precision mode",
         _config("training.mixed_precision=fp8"),
         ValueError,
-        r"training.mixed_precision must be no\|bf16\|fp16",
+        r"training.mixed_precision must be one of 'no', 'bf16', 'fp16', got 'fp8'",
         "Use no, bf16 or fp16.",
     ),
     BadInput(
@@ -313,6 +433,70 @@ CATALOGUE: list[BadInput] = [
         ValueError,
         r"config file '.*missing.yaml' does not exist",
         "Check the path given to --config.",
+    ),
+    BadInput(
+        "config",
+        "a boolean where a number belongs (`training.epochs: true`)",
+        _config("training.epochs=true"),
+        ValueError,
+        r"training.epochs must be an integer, got True",
+        "Write the number (training.epochs: 1); YAML's true/false are never numbers here.",
+    ),
+    BadInput(
+        "config",
+        "text where an integer belongs (`training.seed: abc`)",
+        _config("training.seed=abc"),
+        ValueError,
+        r"training.seed must be an integer, got 'abc'",
+        "Write an integer.",
+    ),
+    BadInput(
+        "config",
+        "an empty value (`output.dir:`)",
+        _config("output.dir="),
+        ValueError,
+        r"output.dir must be a string, got null \(an empty value\)",
+        "Write a value after the colon, or remove the key to keep its default.",
+    ),
+    BadInput(
+        "config",
+        "a key given twice in a YAML file",
+        _yaml_file("training:\n  lr: 1.0e-5\n  epochs: 3\n  lr: 2.0e-5\n"),
+        ValueError,
+        r"key 'lr' appears twice in the same mapping \(lines 2 and 4\)",
+        "Remove one of the two; YAML would silently keep the last.",
+    ),
+    BadInput(
+        "config",
+        "an engine setting the recipe decides (`training.checkpoint_dir`)",
+        _config("training.checkpoint_dir=/tmp/ckpt"),
+        ValueError,
+        r"training.checkpoint_dir is set by the recipe",
+        "Remove it: checkpoints go to <output.dir>/checkpoints.",
+    ),
+    BadInput(
+        "config",
+        "a misspelt tracking URI scheme (`sqllite:///x.db`)",
+        _preflight("tracking.tracking_uri=sqllite:///x.db"),
+        RuntimeError,
+        r"unknown scheme 'sqllite' \(did you mean 'sqlite'\?\)",
+        "Fix the URI (sqlite:///mlflow.db, a folder, http://HOST:PORT) or set tracking.enabled=false.",
+    ),
+    BadInput(
+        "config",
+        "an MLflow server that does not answer",
+        lambda tmp: _preflight(f"tracking.tracking_uri=http://127.0.0.1:{_free_port()}/")(tmp),
+        RuntimeError,
+        r"the MLflow server at 'http://127.0.0.1:\d+/' does not answer",
+        "Start the server, fix the URI, use a local store or turn tracking off; found before any compute.",
+    ),
+    BadInput(
+        "config",
+        "an output folder that cannot be written",
+        _output_under_a_file,
+        OSError,
+        r"output folder '.*a_file/out' cannot be created: '.*a_file' is a file",
+        "Choose a writable output.dir (or --output-dir); found before any compute.",
     ),
     # -- problem and solvers ------------------------------------------------------------
     BadInput(
@@ -472,6 +656,30 @@ CATALOGUE: list[BadInput] = [
         r"TOFU source '/nonexistent/tofu' is not an existing folder",
         "Pass the hub id locuslab/TOFU or a folder holding <config>.jsonl/parquet files.",
     ),
+    BadInput(
+        "data",
+        "a truncated JSONL data file",
+        _truncated_jsonl,
+        ValueError,
+        r"forget10.jsonl cannot be read as json .*truncated last line",
+        "Fetch or copy the file again; the message names the file and the parser's reason.",
+    ),
+    BadInput(
+        "data",
+        "a hub dataset id while offline and not cached",
+        _tofu("forget10", "someorg/NOT_A_DATASET"),
+        FileNotFoundError,
+        r"'someorg/NOT_A_DATASET' is not in the local cache, and HF_HUB_OFFLINE.*data.path=",
+        "Pass a local folder with the same files (data.path=...), or download once with network access.",
+    ),
+    BadInput(
+        "data",
+        "a forget set identical to the retain set",
+        _identical_sets,
+        ValueError,
+        r"the forget set 'forget10' is identical to the retain set 'retain90' .*allow_overlap=true",
+        "Choose disjoint splits; data.allow_overlap=true runs anyway (partial overlap only warns).",
+    ),
     # -- model -----------------------------------------------------------------------------
     BadInput(
         "model",
@@ -496,6 +704,40 @@ CATALOGUE: list[BadInput] = [
         ValueError,
         r"the tokenizer has neither a pad_token nor an eos_token",
         "Add a pad token (tokenizer.add_special_tokens) and resize the embeddings.",
+    ),
+    BadInput(
+        "model",
+        "a hub id while the hub cannot be reached (HF_HUB_OFFLINE unset)",
+        _unreachable_hub,
+        FileNotFoundError,
+        r"'someorg/not-a-model' is not a local folder .* cannot be reached .*local folder.*HF_HUB_OFFLINE",
+        "Pass a local folder, download once where the hub can be reached, or set HF_HUB_OFFLINE=1; "
+        "reported in seconds.",
+    ),
+    BadInput(
+        "model",
+        "a tokenizer larger than the model's input embeddings",
+        _vocabulary,
+        ValueError,
+        r"the tokenizer has \d+ ids but the model's input embeddings have \d+ rows",
+        "Use the tokenizer saved with the model, or resize the embeddings and save the model.",
+    ),
+    BadInput(
+        "model",
+        "an option the method does not have",
+        _method_option,
+        TypeError,
+        r"method 'npo' has no option\(s\) \['betaa'\]; its options are",
+        "Use one of the listed options (method.options).",
+    ),
+    BadInput(
+        "engine",
+        "SIGTERM during the calibration pass (before the first step)",
+        _sigterm_in_calibration,
+        KeyboardInterrupt,
+        r"signal SIGTERM",
+        "Nothing to fix: the MLflow run ends KILLED, as a SIGTERM later in the run does.",
+        status=130,
     ),
     # -- evaluation ------------------------------------------------------------------------
     BadInput(
@@ -529,6 +771,7 @@ CATALOGUE: list[BadInput] = [
         TypeError,
         r"auc_retain",
         "Pass the retain log (its mia_min_k AUC); no silent 0.5 default.",
+        status=1,  # a Python call without a required argument: a program error, not an input
     ),
 ]
 

@@ -16,7 +16,16 @@ Local layout (first match wins, formats in the order parquet, jsonl, json)::
 
 ``.json`` may hold JSON Lines or one JSON array; ``.jsonl`` holds JSON Lines. Local files are read
 with the ``json`` / ``parquet`` builders of ``datasets``, so a local split is a
-``datasets.Dataset`` exactly like a hub split.
+``datasets.Dataset`` exactly like a hub split; a file that cannot be parsed (a truncated last
+line …) raises :class:`DataFileError` naming the file and the parser's reason.
+
+A hub id fails fast when it cannot be fetched: with ``HF_HUB_OFFLINE`` set, or when a short
+connect probe finds the hub unreachable
+(:func:`~constrained_unlearn.llm.loading.hub_unreachable`), ``load_dataset`` runs in offline mode
+(the cache only) and a dataset that is not cached raises :class:`DatasetUnavailableError` at once
+with one line naming the id, the local-folder alternative and ``HF_HUB_OFFLINE``.
+
+``datasets`` is imported when a split is loaded, not with this module.
 """
 
 from __future__ import annotations
@@ -25,9 +34,28 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = [
+    "EXTENSIONS",
+    "DataFileError",
+    "DatasetUnavailableError",
+    "find_local_files",
+    "is_local",
+    "load_split",
+]
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A hub dataset that cannot be fetched (offline or the hub unreachable) and is not cached."""
+
+
+class DataFileError(ValueError):
+    """A local data file that cannot be parsed; the message names the file and the reason."""
+
 
 EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("parquet", "parquet"),
@@ -40,6 +68,8 @@ EXTENSIONS: tuple[tuple[str, str], ...] = (
 @contextlib.contextmanager
 def _quiet_progress() -> Iterator[None]:
     """Silence ``datasets``' per-load progress bars (reading a local file takes milliseconds)."""
+    import datasets
+
     was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
@@ -97,6 +127,71 @@ def _expected_paths(root: Path, config: str, split: str, single_split: bool) -> 
     return paths
 
 
+def _load_local(builder: str, files: list[str], load_kwargs: Mapping[str, Any]) -> Any:
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        with _quiet_progress():
+            return datasets.load_dataset(builder, data_files=files, split="train", **load_kwargs)
+    except DatasetGenerationError as err:
+        cause = err.__cause__ or err.__context__ or err
+        shown = files[0] if len(files) == 1 else f"{len(files)} files ({files[0]} …)"
+        raise DataFileError(
+            f"{shown} cannot be read as {builder} ({str(cause).strip().splitlines()[0]}); check "
+            "the file is complete and valid (a download or copy cut short leaves a truncated last "
+            "line) and fetch it again"
+        ) from None
+
+
+@contextlib.contextmanager
+def _cache_only() -> Iterator[None]:
+    """``datasets`` and ``huggingface_hub`` in offline mode for one call (the cache only)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+
+
+def _offline_flag() -> bool:
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("HF_DATASETS_OFFLINE"))
+    return any(f is not None and f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def _load_hub(
+    source: str, config: str, split: str, benchmark: str, load_kwargs: Mapping[str, Any]
+) -> Any:
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    from constrained_unlearn.llm.loading import hub_unreachable
+
+    reason = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if _offline_flag() else hub_unreachable()
+    context = _cache_only() if reason is not None else contextlib.nullcontext()
+    try:
+        with context:
+            return datasets.load_dataset(source, config, split=split, **load_kwargs)
+    except (ConnectionError, DatasetNotFoundError, FileNotFoundError) as err:
+        if reason is None:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DatasetUnavailableError(
+                f"{benchmark} {config}/{split} could not be loaded from the hub id {source!r} "
+                f"({first}); check the id, or pass a local folder with the same files "
+                "(data.path=/path/to/folder); HF_HUB_OFFLINE=1 uses only the cache"
+            ) from None
+        flag = "unset HF_HUB_OFFLINE" if _offline_flag() else "set HF_HUB_OFFLINE=1 to skip the hub"
+        raise DatasetUnavailableError(
+            f"{benchmark} {config}/{split} of {source!r} is not in the local cache, and {reason}; "
+            "pass a local folder with the same files (data.path=/path/to/folder), download it "
+            f"once where the hub can be reached, or {flag}"
+        ) from None
+
+
 def load_split(
     source: str | os.PathLike,
     config: str,
@@ -151,11 +246,10 @@ def load_split(
         builder, files = found
         if all(_is_empty_file(builder, f) for f in files):
             raise ValueError(f"{benchmark} {config}/{split} in {files} is empty (0 rows)")
-        with _quiet_progress():
-            dataset = datasets.load_dataset(builder, data_files=files, split="train", **load_kwargs)
+        dataset = _load_local(builder, files, load_kwargs)
         where = f"{files[0]}" if len(files) == 1 else f"{len(files)} files in {root / config}"
     else:
-        dataset = datasets.load_dataset(source, config, split=split, **load_kwargs)
+        dataset = _load_hub(str(source), config, split, benchmark, load_kwargs)
         where = f"{source} ({config}/{split})"
     if len(dataset) == 0:
         raise ValueError(f"{benchmark} {config}/{split} from {where} is empty (0 rows)")

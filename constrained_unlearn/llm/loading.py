@@ -7,7 +7,16 @@ invariant 7). Two checks run first so that failures are immediate and say what t
   more than one ``/``, or a trailing ``/``) but does not exist raises ``FileNotFoundError``
   at once, instead of being tried as a hub id;
 * with ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set, a hub id whose ``config.json`` is
-  not in the local cache raises ``FileNotFoundError`` at once, instead of a slow retry.
+  not in the local cache raises :class:`HubUnavailableError` at once, instead of a slow retry;
+* without the offline flag, a short TCP connect to the hub endpoint (``HF_ENDPOINT``, default
+  ``https://huggingface.co``; :func:`hub_unreachable`, ``timeout_s`` 3 s, cached for a minute)
+  tells whether the hub can be reached. When it cannot, a cached id is loaded from the cache
+  (``local_files_only=True``, still through ``from_pretrained``) and an uncached one raises
+  :class:`HubUnavailableError` in seconds, not after a minute of retries.
+
+Every message is one line naming the id, the local-folder alternative and ``HF_HUB_OFFLINE``.
+After loading, :func:`check_vocabulary` refuses a tokenizer whose ids do not all fit the model's
+input embeddings (an id past the table would raise a raw ``IndexError`` mid-run).
 
 Remote code is never executed unless ``trust_remote_code=True`` is passed.
 """
@@ -15,6 +24,9 @@ Remote code is never executed unless ``trust_remote_code=True`` is passed.
 from __future__ import annotations
 
 import os
+import socket
+import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +34,29 @@ from typing import Any
 import torch
 
 from constrained_unlearn.llm.tokenization import ensure_pad_token
+
+__all__ = [
+    "HubUnavailableError",
+    "LoraSettings",
+    "VocabularyMismatchError",
+    "apply_lora",
+    "check_source",
+    "check_vocabulary",
+    "hub_endpoint",
+    "hub_unreachable",
+    "load_model_and_tokenizer",
+    "looks_like_path",
+    "resolve_dtype",
+]
+
+
+class HubUnavailableError(FileNotFoundError):
+    """A hub id that cannot be fetched (offline, or the hub unreachable) and is not cached."""
+
+
+class VocabularyMismatchError(ValueError):
+    """The tokenizer has ids the model's input embeddings do not cover."""
+
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -80,6 +115,42 @@ def _offline() -> bool:
     return any(f is not None and f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
 
 
+def hub_endpoint() -> str:
+    """The hub's base URL: ``$HF_ENDPOINT`` or ``https://huggingface.co``."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+_PROBES: dict[str, tuple[float, str | None]] = {}
+_PROBE_TTL_S = 60.0
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the hub endpoint cannot be reached (``None`` when a TCP connection opens).
+
+    A connect probe only (no request, no credentials): cheap, and fast to fail. The answer is
+    cached for a minute per endpoint. With an HTTPS proxy configured the probe is skipped
+    (``None``): the proxy decides what can be reached.
+    """
+    endpoint = hub_endpoint()
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    now = time.monotonic()
+    cached = _PROBES.get(endpoint)
+    if cached is not None and now - cached[0] < _PROBE_TTL_S:
+        return cached[1]
+    parsed = urllib.parse.urlparse(endpoint)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    reason: str | None = None
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = f"{endpoint} cannot be reached ({err.strerror or type(err).__name__})"
+    _PROBES[endpoint] = (now, reason)
+    return reason
+
+
 def looks_like_path(name_or_path: str) -> bool:
     """Whether a string is meant as a filesystem path rather than an ``org/name`` hub id."""
     s = str(name_or_path)
@@ -99,8 +170,9 @@ def check_source(name_or_path: str | os.PathLike[str]) -> str:
         The string to hand to ``from_pretrained`` (``~`` expanded for paths).
 
     Raises:
-        FileNotFoundError: a path that does not exist or has no ``config.json``; or, offline,
-            a hub id absent from the local cache.
+        FileNotFoundError: a path that does not exist or has no ``config.json``.
+        HubUnavailableError: a hub id absent from the local cache while offline or while the
+            hub cannot be reached (found in seconds by :func:`hub_unreachable`).
     """
     s = os.fspath(name_or_path)
     path = Path(s).expanduser()
@@ -116,17 +188,61 @@ def check_source(name_or_path: str | os.PathLike[str]) -> str:
                 "save_pretrained wrote"
             )
         return str(path)
-    if _offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(s, "config.json")
-        if not isinstance(cached, str):
-            raise FileNotFoundError(
-                f"{s!r} is not a local folder and is not in the Hugging Face cache, and "
-                "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set; download it first with network "
-                "access, unset the offline flag, or pass a local folder"
-            )
+    _hub_mode(s)
     return s
+
+
+def _is_cached(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _hub_mode(name: str) -> bool:
+    """``local_files_only`` for a hub id: ``True`` when offline or the hub is unreachable and the
+    id is cached; raises :class:`HubUnavailableError` when it is not cached."""
+    if _offline():
+        if not _is_cached(name):
+            raise HubUnavailableError(
+                f"{name!r} is not a local folder and is not in the Hugging Face cache, and "
+                "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set; pass a local folder "
+                "(model.name_or_path=/path/to/model), download it once with network access, "
+                "or unset the offline flag"
+            )
+        return True
+    reason = hub_unreachable()
+    if reason is None:
+        return False
+    if _is_cached(name):
+        return True
+    raise HubUnavailableError(
+        f"{name!r} is not a local folder and is not in the Hugging Face cache, and {reason}; "
+        "pass a local folder (model.name_or_path=/path/to/model), download it once where the "
+        "hub can be reached, or set HF_HUB_OFFLINE=1 to use only the cache"
+    )
+
+
+def check_vocabulary(model: Any, tokenizer: Any) -> None:
+    """Refuse a tokenizer with more ids than the model's input embedding table has rows.
+
+    Raises:
+        VocabularyMismatchError: ``len(tokenizer) > num_embeddings`` (the message gives both and
+            the fix: the model's own tokenizer, or ``model.resize_token_embeddings``).
+    """
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is None:
+        weight = getattr(embeddings, "weight", None)
+        rows = int(weight.shape[0]) if weight is not None else None
+    if rows is None:
+        return
+    size = len(tokenizer)
+    if size > rows:
+        raise VocabularyMismatchError(
+            f"the tokenizer has {size} ids but the model's input embeddings have {rows} rows: "
+            f"ids {rows}..{size - 1} would index past the table. Use the tokenizer saved with "
+            "the model, or call model.resize_token_embeddings(len(tokenizer)) and save the model"
+        )
 
 
 def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
@@ -173,15 +289,30 @@ def load_model_and_tokenizer(
         library come from lengths, so that is safe. The model's generation config gets the pad
         id if it had none.
     """
+    source = check_source(name_or_path)  # before importing transformers: fails in milliseconds
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = check_source(name_or_path)
     torch_dtype = resolve_dtype(dtype)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    ensure_pad_token(tokenizer)
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        source, dtype=torch_dtype, trust_remote_code=trust_remote_code
-    )
+    hub_kwargs: dict[str, Any] = {}
+    if not Path(source).is_dir() and _hub_mode(source):
+        hub_kwargs["local_files_only"] = True  # same from_pretrained path, no network retries
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust_remote_code, **hub_kwargs
+        )
+        ensure_pad_token(tokenizer)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **hub_kwargs
+        )
+    except OSError as err:
+        if isinstance(err, FileNotFoundError) and str(source) in str(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HubUnavailableError(
+            f"could not load the model {str(source)!r}: {first} — check the id (org/name) or "
+            "pass a local folder written by save_pretrained; HF_HUB_OFFLINE=1 uses only the cache"
+        ) from err
+    check_vocabulary(model, tokenizer)
     generation_config = getattr(model, "generation_config", None)
     if generation_config is not None and generation_config.pad_token_id is None:
         generation_config.pad_token_id = tokenizer.pad_token_id

@@ -143,6 +143,7 @@ def unlearn_corpus(
         tags=tags,
         after_training=after_training,
         progress=False,
+        signature={"data.chunk_length": cfg.data.chunk_length, "data.pack": cfg.data.pack},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 
@@ -12,7 +13,13 @@ from constrained_unlearn.llm import (
     LoraSettings,
     check_source,
     load_model_and_tokenizer,
+    loading,
     resolve_dtype,
+)
+from constrained_unlearn.llm.loading import (
+    HubUnavailableError,
+    VocabularyMismatchError,
+    check_vocabulary,
 )
 
 
@@ -70,7 +77,71 @@ def test_offline_uncached_hub_id_fails_fast(tmp_path, monkeypatch):
     assert time.perf_counter() - start < 2.0
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    assert check_source("some-org/some-model") == "some-org/some-model"  # a plain id online
+    with socket.socket() as server:  # a hub endpoint that accepts connections
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert check_source("some-org/some-model") == "some-org/some-model"  # a plain id online
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_hub_fails_fast_with_one_line(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE unset, the hub endpoint refusing connections: < 10 s, one line naming the
+    id, the local-folder alternative and HF_HUB_OFFLINE (no minute of retries)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    start = time.perf_counter()
+    with pytest.raises(HubUnavailableError) as info:
+        load_model_and_tokenizer("some-org/some-model")
+    assert time.perf_counter() - start < 10.0
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ("'some-org/some-model'", "cannot be reached", "local folder", "HF_HUB_OFFLINE"):
+        assert part in message
+
+
+def test_unreachable_hub_loads_a_cached_id_from_the_cache(tmp_path, monkeypatch):
+    """A cached id with the hub unreachable goes through from_pretrained with
+    local_files_only=True (the same call a real download makes, without the retries)."""
+    import transformers
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setattr(loading, "_is_cached", lambda name: True)
+    seen = []
+
+    def fake(source, **kwargs):
+        seen.append((source, kwargs.get("local_files_only")))
+        raise OSError("stop here")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
+    with pytest.raises(HubUnavailableError, match="could not load the model 'some-org/cached'"):
+        load_model_and_tokenizer("some-org/cached")
+    assert seen == [("some-org/cached", True)]
+
+
+def test_tokenizer_larger_than_the_embeddings_is_refused_at_load(
+    tmp_path, tokenizer_factory, model_factory
+):
+    tok = tokenizer_factory()
+    model = model_factory("llama", tok)
+    rows = model.get_input_embeddings().num_embeddings
+    check_vocabulary(model, tok)  # the matching pair passes
+    tok.add_tokens([f"<extra_{i}>" for i in range(rows - len(tok) + 3)])
+    assert len(tok) == rows + 3
+    model.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(VocabularyMismatchError, match=f"has {rows + 3} ids but .* {rows} rows"):
+        load_model_and_tokenizer(tmp_path / "ckpt")
 
 
 def test_resolve_dtype():
