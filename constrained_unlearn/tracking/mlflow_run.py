@@ -29,6 +29,7 @@ happens before any compute.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -297,7 +298,7 @@ class MlflowRun:
 
     # -- the one path every call takes ------------------------------------------------------
     def _send(
-        self, kind: str, payload: Mapping[str, Any], send: Callable[[], None], *, force=False
+        self, kind: str, payload: Mapping[str, Any], send: Callable[[], object], *, force=False
     ) -> bool:
         """Send now, or keep offline; True when the store accepted the call."""
         if not self._online and not self._reconnect(force=force):
@@ -398,7 +399,7 @@ class MlflowRun:
             self._send(
                 "params",
                 {"params": chunk},
-                lambda p=params: self.client.log_batch(self.run_id, params=p),  # type: ignore[misc]
+                functools.partial(self.client.log_batch, self.run_id, params=params),
             )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -417,7 +418,7 @@ class MlflowRun:
             self._send(
                 "metrics",
                 {"metrics": [list(row) for row in chunk]},
-                lambda b=batch: self.client.log_batch(self.run_id, metrics=b),  # type: ignore[misc]
+                functools.partial(self.client.log_batch, self.run_id, metrics=batch),
             )
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
