@@ -81,7 +81,7 @@ class Server:
             start_new_session=True,  # its own process group: stop() kills the whole tree
         )
 
-    def wait(self, timeout: float = 60.0) -> None:
+    def wait(self, timeout: float = 300.0) -> None:  # a loaded machine boots it slowly
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
