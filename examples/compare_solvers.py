@@ -1,9 +1,12 @@
 """PDU with every primal-dual solver, and the scalarised baselines, on mini-TOFU — one table.
 
-Swapping the solver is the only change between the PDU runs (``method.solver=...``); the
-baselines run with their own defaults (the ``penalty`` solver: a fixed retain weight). Every
-run is logged to MLflow and evaluated in its run; ``compare_runs`` then reads them back and
-writes ``comparison.md``/``.csv`` and the plots.
+Swapping the solver is the only change between the PDU runs (``method.solver=...``, the same
+λ₀ and dual step for all: the augmented Lagrangian takes ``dual_lr`` as its dual step and keeps
+its default penalty c); the baselines run with their own defaults (the ``penalty`` solver: a
+fixed retain weight). Every run is logged to MLflow and evaluated in its run, the target and
+retain models as reference runs; ``compare_runs`` then reads them back and writes
+``comparison.md``/``.csv`` and the plots (reference points on the Pareto plot, infeasible runs
+hollow).
 
     python examples/compare_solvers.py                       # mini-TOFU "default"
     python examples/compare_solvers.py --size tiny           # plumbing check in a minute
@@ -17,7 +20,12 @@ import time
 from pathlib import Path
 
 from constrained_unlearn.recipes.config import load_config
-from constrained_unlearn.recipes.demo import DEMO_PDU, DEMO_TRAINING, prepare_minitofu
+from constrained_unlearn.recipes.demo import (
+    DEMO_PDU,
+    DEMO_TRAINING,
+    log_references,
+    prepare_minitofu,
+)
 from constrained_unlearn.recipes.evaluate import tofu_evaluation
 from constrained_unlearn.recipes.llm_unlearn import run_unlearning
 from constrained_unlearn.tracking.compare import compare_runs
@@ -30,11 +38,7 @@ def runs() -> list[tuple[str, str, list[str]]]:
     """``(run name, method, overrides)`` for every run of the comparison."""
     out = []
     for solver in PDU_SOLVERS:
-        extra = list(DEMO_PDU)
-        if solver == "augmented-lagrangian":  # its dual step is the penalty c
-            extra = [o for o in extra if not o.startswith("method.dual_lr")]
-            extra.append("method.solver_options={penalty: 5.0}")
-        out.append((f"pdu-{solver}", "pdu", [*extra, f"method.solver={solver}"]))
+        out.append((f"pdu-{solver}", "pdu", [*DEMO_PDU, f"method.solver={solver}"]))
     for method in BASELINES:
         out.append((method, method, []))
     return out
@@ -54,6 +58,7 @@ def main() -> None:
     experiment = args.experiment or f"minitofu-compare-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.output_dir)
     prepared = prepare_minitofu(size=args.size, cache_dir=args.cache_dir)
+    cfg = None
     for name, method, extra in runs():
         print(f"\n=== {name} ===")
         model, tokenizer = prepared.load_target()
@@ -81,12 +86,17 @@ def main() -> None:
         run_unlearning(
             cfg, prepared.data, model=model, tokenizer=tokenizer, after_training=evaluate
         )
+    if cfg is not None:
+        log_references(
+            cfg,
+            {"target": prepared.target_results, "retain": prepared.retain_results},
+            ("forget_quality", "model_utility", "forget_Q_A_ROUGE", "forget_truth_ratio"),
+        )
     comparison = compare_runs(experiment, tracking_uri=args.tracking_uri, out_dir=out)
     print()
     print((out / "comparison.md").read_text())
-    print(
-        f"{len(comparison.table)} runs compared in {time.perf_counter() - started:.0f} s; plots in {out}"
-    )
+    print(comparison.describe())
+    print(f"{len(comparison.table)} runs compared in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -233,3 +233,36 @@ def test_bad_unlearning_arguments_are_rejected(original, class_split):
         unlearn_classifier(original, digits_split("random"), flatten_over="retained")
     with pytest.raises(ValueError, match="gap must be a finite number ≥ 0"):
         unlearn_classifier(original, class_split, gap=-1.0)
+
+
+def test_mia_auc_is_the_library_auc_with_sklearns_numbers():
+    """One AUC in the library: the classifier's attack goes through metrics.mia.mia_auc and
+    gives scikit-learn's roc_auc_score (label 1 = member, score −ℓ), ties included."""
+    from sklearn.metrics import roc_auc_score
+
+    generator = torch.Generator().manual_seed(0)
+    for size_m, size_n in ((5, 7), (40, 25), (1, 300)):
+        # rounded to 1 decimal: many ties within and across the two sets
+        members = torch.round(torch.rand(size_m, generator=generator) * 10) / 10
+        nonmembers = torch.round(torch.rand(size_n, generator=generator) * 10 + 0.2) / 10
+        labels = [1] * size_m + [0] * size_n
+        scores = (-torch.cat([members, nonmembers])).double().numpy()
+        expected = roc_auc_score(labels, scores)
+        assert loss_threshold_mia_auc(members, nonmembers) == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_same_arguments_run_under_every_solver_name(original, class_split):
+    """dual_lr and multiplier_init mean the same for every solver: no name needs other
+    arguments (the augmented Lagrangian takes dual_lr as its dual step η, penalty c default)."""
+    from constrained_unlearn.solvers import SOLVERS
+
+    for name in sorted(SOLVERS):
+        result = unlearn_classifier(
+            original, class_split, solver=name, epochs=1, multiplier_init=20.0, dual_lr=100.0
+        )
+        assert result.solver["solver"] == name
+        assert result.solver["solver.multiplier_init"] == 20.0
+        assert len(result.history) == math.ceil(len(class_split.forget_index) / 32)
+        if name == "augmented-lagrangian":
+            assert result.solver["solver.dual_lr"] == 100.0
+            assert result.solver["solver.penalty"] == 1.0  # its own default, not dual_lr

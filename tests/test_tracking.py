@@ -22,6 +22,9 @@ from toy_problems import classifier_data, classifier_terms, linear_model
 from constrained_unlearn.engine import EngineConfig, PairedData, UnlearningEngine
 from constrained_unlearn.problem import ConstraintSpec
 from constrained_unlearn.tracking import MlflowRun, flatten_params
+from constrained_unlearn.tracking.mlflow_run import TrackingDegradedWarning
+from constrained_unlearn.tracking.offline import OfflineLog
+from constrained_unlearn.tracking.offline import main as offline_main
 
 torch.set_num_threads(1)
 
@@ -36,12 +39,19 @@ def _free_port() -> int:
 
 
 class Server:
-    """``mlflow server`` on a free port with a sqlite store under ``root``."""
+    """``mlflow server`` on a free port with a sqlite store under ``root``; :meth:`start` again
+    after :meth:`stop` brings it back on the same port with the same store."""
 
     def __init__(self, root: Path) -> None:
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        self.log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.root = root
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (returns at once; :meth:`wait` for it to answer)."""
+        self.log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed in stop()
+        root = self.root
         env = {
             **os.environ,
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -70,9 +80,8 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() kills the whole tree
         )
-        self.root = root
 
-    def wait(self, timeout: float = 60.0) -> None:
+    def wait(self, timeout: float = 300.0) -> None:  # a loaded machine boots it slowly
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -147,7 +156,7 @@ def _uri(kind, request) -> str:
     return srv.uri
 
 
-def _engine(run: MlflowRun) -> UnlearningEngine:
+def _engine(run: MlflowRun, steps: int = STEPS, extra=()) -> UnlearningEngine:
     forget, retain = classifier_data()
     data = PairedData(forget, retain, batch_size=8, seed=0)
     return UnlearningEngine(
@@ -158,8 +167,8 @@ def _engine(run: MlflowRun) -> UnlearningEngine:
         solver="gda",
         solver_kwargs={"multiplier_init": 1.0, "dual_lr": 0.5},
         optimizer=lambda p: torch.optim.SGD(p, lr=0.05),
-        config=EngineConfig(epochs=1, max_steps=STEPS, progress=False, cpu=True),
-        callbacks=[run.callback()],
+        config=EngineConfig(epochs=100, max_steps=steps, progress=False, cpu=True),
+        callbacks=[run.callback(), *extra],
     )
 
 
@@ -173,8 +182,10 @@ def test_run_is_logged_and_read_back(kind, request, tmp_path):
         "tracking-test", run_name="toy", tracking_uri=uri, tags={"solver": "gda"}
     ) as run:
         run.log_params(CONFIG)
+        run.log_dataset("toy/forget", "d1g3st", str(tmp_path), context="forget")
         history = _engine(run).fit()
         run.log_dict({"answer": 42}, "summary.json")
+    assert run.degraded is False
     client = MlflowClient(tracking_uri=uri)
     logged = client.get_run(run.run_id)
     assert logged.info.status == "FINISHED"
@@ -197,6 +208,24 @@ def test_run_is_logged_and_read_back(kind, request, tmp_path):
     assert len({m.value for m in lam}) > 1  # λ moved under gda
     for key in ("train/retain/value", "train/retain/violation", "train/lr"):
         assert len(client.get_metric_history(run.run_id, key)) == STEPS
+    # ε as a step metric next to the constraint value
+    bound = client.get_metric_history(run.run_id, "train/retain/bound")
+    assert sorted(m.step for m in bound) == list(range(STEPS))
+    assert {m.value for m in bound} == {1.5}
+
+    # what MLflow's fluent API would record, plus versions and the world size
+    tags = logged.data.tags
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+    assert tags["mlflow.user"] and tags["world_size"] == "1"
+    assert tags["torch.version"] == str(torch.__version__)
+    assert tags["constrained_unlearn.version"] != ""
+    assert "tracking_degraded" not in tags
+    experiment = client.get_experiment(logged.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (dataset_input,) = logged.inputs.dataset_inputs
+    assert (dataset_input.dataset.name, dataset_input.dataset.digest) == ("toy/forget", "d1g3st")
+    assert dataset_input.dataset.source_type == "local"
+    assert [(t.key, t.value) for t in dataset_input.tags] == [("mlflow.data.context", "forget")]
 
     artifacts = [a.path for a in client.list_artifacts(run.run_id)]
     assert "summary.json" in artifacts
@@ -225,3 +254,92 @@ def test_failed_and_interrupted_runs_say_so(kind, request):
     info = client.get_run(killed.run_id)
     assert info.info.status == "KILLED"
     assert "KeyboardInterrupt" in info.data.tags["error"]
+
+
+def _steps(client, run_id: str, key: str = "train/objective") -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+class Chaos:
+    """An engine callback that stops the server after step ``down``, ends ``side`` (another
+    run) while it is down, starts the server again after ``up`` and waits for it after
+    ``back``: the steps in between are logged while the server is away."""
+
+    def __init__(self, server, side: MlflowRun, down=2, end_side=4, up=5, back=8) -> None:
+        self.server, self.side = server, side
+        self.down, self.end_side, self.up, self.back = down, end_side, up, back
+        self.degraded_seconds = 0.0
+
+    def on_train_begin(self, engine) -> None:
+        pass
+
+    def on_epoch_end(self, engine, epoch) -> None:
+        pass
+
+    def on_train_end(self, engine, history) -> None:
+        pass
+
+    def on_step_end(self, engine, record) -> None:
+        if record.step <= self.end_side:
+            self.side.log_metrics({"train/objective": record.objective}, step=record.step)
+        if record.step == self.down:
+            self.server.stop()
+        if record.step == self.end_side:
+            self.side.end("FINISHED")
+        if record.step == self.up:
+            self.server.start()
+        if record.step == self.back:
+            self.server.wait(timeout=600)
+
+
+def test_server_stopped_and_restarted_mid_run(server, tmp_path):
+    """The server dies after step 2 and is back for steps 9-11: training finishes, every step
+    reaches MLflow exactly once, the status is set; a run ended while the server was down is
+    completed by the import command. (Runs last in this module: it restarts the server.)"""
+    from mlflow.tracking import MlflowClient
+
+    server.wait()
+    uri = server.uri
+    steps = 12
+    main = MlflowRun(
+        "tracking-test", run_name="survives", tracking_uri=uri, offline_dir=tmp_path / "main",
+        reconnect_every_s=0.0,
+    )  # fmt: skip
+    side = MlflowRun(
+        "tracking-test", run_name="imported-later", tracking_uri=uri,
+        offline_dir=tmp_path / "side", reconnect_every_s=3600.0,
+    )  # fmt: skip
+    chaos = Chaos(server, side)
+    started = time.perf_counter()
+    with pytest.warns(TrackingDegradedWarning) as caught:
+        history = _engine(main, steps=steps, extra=[chaos]).fit()
+    assert len(history) == steps  # training was not stopped by tracking
+    main.end("FINISHED")
+    texts = [str(w.message) for w in caught]
+    assert any("stopped answering" in t and str(tmp_path / "main") in t for t in texts)
+    assert any(
+        "still away" in t and "constrained_unlearn.tracking.offline import" in t for t in texts
+    )
+    assert main.degraded and side.degraded
+
+    client = MlflowClient(tracking_uri=uri)
+    logged = client.get_run(main.run_id)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["tracking_degraded"] == "true"
+    assert _steps(client, main.run_id) == [(r.step, pytest.approx(r.objective)) for r in history]
+    bound = _steps(client, main.run_id, "train/retain/bound")
+    assert bound == [(step, 1.5) for step in range(steps)]
+    log = OfflineLog(tmp_path / "main" / "mlflow_offline", {})
+    assert log.pending() == 0 and log.sent > 0  # the backlog went out during the run
+
+    # the side run ended while the server was down: RUNNING there until imported
+    assert client.get_run(side.run_id).info.status == "RUNNING"
+    assert len(_steps(client, side.run_id)) == chaos.down + 1
+    assert offline_main(["import", str(tmp_path / "side")]) == 0
+    assert offline_main(["import", str(tmp_path / "side")]) == 0  # again: nothing sent twice
+    imported = client.get_run(side.run_id)
+    assert imported.info.status == "FINISHED"
+    assert imported.data.tags["tracking_degraded"] == "true"
+    expected = [(r.step, pytest.approx(r.objective)) for r in history][: chaos.end_side + 1]
+    assert _steps(client, side.run_id) == expected
+    assert time.perf_counter() - started < 900

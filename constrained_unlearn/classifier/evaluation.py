@@ -11,7 +11,10 @@ the per-example cross-entropy:
 
       AUC = P(ℓ_nonmember > ℓ_member) + ½ P(ℓ_nonmember = ℓ_member)
 
-  (``sklearn.metrics.roc_auc_score`` with label 1 for members and score ``−ℓ``). 0.5: the forget
+  (the rank-based Mann–Whitney AUC of :func:`constrained_unlearn.evaluation.metrics.mia.mia_auc`
+  with the forget losses as its forget scores and the held-out losses as its holdout scores —
+  the one AUC of the library; it equals ``sklearn.metrics.roc_auc_score`` with label 1 for
+  members and score ``−ℓ``). 0.5: the forget
   examples look exactly like unseen data (the retrained model's value, up to noise); > 0.5: they
   still look trained on; < 0.5: they have *higher* loss than unseen data — over-forgetting,
   itself a membership signal (the Streisand effect).
@@ -21,13 +24,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from constrained_unlearn.classifier.data import ClassifierSplit
+from constrained_unlearn.evaluation.metrics.mia import mia_auc
 
 __all__ = [
     "ClassifierMetrics",
@@ -79,9 +81,8 @@ def loss_threshold_mia_auc(member_losses: torch.Tensor, nonmember_losses: torch.
             f"the attack needs members and non-members, got {len(member_losses)} and "
             f"{len(nonmember_losses)}"
         )
-    scores = -torch.cat([member_losses, nonmember_losses]).double().numpy()
-    labels = np.r_[np.ones(len(member_losses)), np.zeros(len(nonmember_losses))]
-    return float(roc_auc_score(labels, scores))
+    # mia_auc orients scores "higher = less likely a member": the loss itself
+    return mia_auc(member_losses.double().numpy(), nonmember_losses.double().numpy())
 
 
 @dataclass(frozen=True)

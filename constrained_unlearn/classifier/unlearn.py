@@ -42,7 +42,6 @@ from constrained_unlearn.classifier.terms import ClassifierTerms
 from constrained_unlearn.engine import EngineConfig, History, PairedData, UnlearningEngine
 from constrained_unlearn.problem import ConstraintSpec, InfeasibleStartWarning
 from constrained_unlearn.solvers import Solver, make_solver
-from constrained_unlearn.solvers.augmented_lagrangian import AugmentedLagrangian
 
 FlattenOver = Literal["auto", "all", "retained"]
 
@@ -93,11 +92,10 @@ def _build_solver(
         if solver_kwargs:
             raise ValueError("give solver_kwargs only with a solver name, not a Solver object")
         return solver
+    # the shared hyper-parameters mean the same for every solver name (the augmented
+    # Lagrangian takes dual_lr as its dual step η; its penalty c keeps its default unless
+    # solver_kwargs sets it)
     kwargs: dict[str, Any] = {"multiplier_init": multiplier_init, "dual_lr": dual_lr}
-    probe = make_solver(solver) if isinstance(solver, str) else None
-    if isinstance(probe, AugmentedLagrangian):
-        # its dual step size *is* the penalty c; map dual_lr onto it
-        kwargs = {"multiplier_init": multiplier_init, "penalty": dual_lr}
     kwargs.update(solver_kwargs or {})
     return make_solver(solver, **kwargs)
 
@@ -167,7 +165,8 @@ def unlearn_classifier(
         retain_batch_size: retain examples per step.
         multiplier_init: λ₀ (the margin loss is large, so λ₀ is large too).
         dual_lr: η, the dual step size (retain violations are small numbers, so η is large);
-            for ``"augmented-lagrangian"`` it is the penalty ``c``.
+            the same for every solver (the augmented Lagrangian's penalty ``c`` is a separate
+            ``solver_kwargs={"penalty": c}``).
         solver_kwargs: extra or overriding solver hyper-parameters (e.g. ``{"kp": 5.0}`` for
             nupi, ``{"warmup_steps": 10}``).
         lr_scheduler: primal learning-rate decay (see :class:`EngineConfig`).

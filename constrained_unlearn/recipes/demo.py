@@ -6,7 +6,11 @@
     → evaluate the unlearned model → log to MLflow → print the comparison table
 
 Evaluations are cached next to the models, keyed by the weights hash and the settings (a warm
-run only evaluates the new model).
+run only evaluates the new model, and says which evaluations it reused). The run goes to the
+default experiment (``constrained-unlearn``), so ``constrained-unlearn compare`` with no
+arguments finds it; the target and retain evaluations are logged there once as reference runs
+(tag ``reference``), the Pareto plot's reference points. The demo ends with the run id and the
+``mlflow ui`` command that shows it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,20 @@ import torch
 
 from constrained_unlearn.recipes.config import RunConfig, load_config
 from constrained_unlearn.recipes.evaluate import agg, tofu_evaluation
-from constrained_unlearn.recipes.llm_unlearn import run_unlearning
+from constrained_unlearn.recipes.llm_unlearn import UnlearnResult, run_unlearning
+
+__all__ = [
+    "DEMO_PDU",
+    "DEMO_TRAINING",
+    "PreparedMiniTofu",
+    "cached_evaluation",
+    "format_table",
+    "log_references",
+    "prepare_minitofu",
+    "run_demo",
+    "run_label",
+    "say_where",
+]
 
 DEMO_PDU: tuple[str, ...] = (
     # From the sweep in docs/benchmarks.md (benchmarks/minitofu_sweep.py). mini-TOFU's retain
@@ -66,6 +83,74 @@ def format_table(rows: list[tuple[str, dict[str, Any], str]]) -> str:
     return "\n".join(lines)
 
 
+def cached_evaluation(evaluator: Any, folder: str | Path, name: str) -> bool:
+    """Whether ``folder/<name>_EVAL.json`` holds results ``evaluator`` will reuse (same
+    provenance cache key: same weights and settings)."""
+    from constrained_unlearn.evaluation.provenance import cache_matches
+    from constrained_unlearn.evaluation.report import read_report, report_paths
+
+    path, _ = report_paths(folder, name)
+    if not Path(path).is_file():
+        return False
+    try:
+        stored = read_report(path).get("provenance")
+    except (OSError, ValueError):
+        return False
+    return cache_matches(stored, evaluator.provenance())
+
+
+def _announce(what: str, cached: bool) -> None:
+    print(f"{what}: cached results reused" if cached else f"evaluating {what}")
+
+
+def run_label(cfg: RunConfig, result: UnlearnResult | None = None) -> str:
+    """``method (solver)`` of what ran, e.g. ``pdu (gda)`` (the solver the recipe resolved,
+    else the configured one)."""
+    solver = getattr(result, "solver", None) or cfg.method.solver
+    return f"{cfg.method.name} ({solver})" if solver else str(cfg.method.name)
+
+
+def log_references(
+    cfg: RunConfig, references: dict[str, dict[str, Any]], metrics: Sequence[str]
+) -> None:
+    """Log each reference model's headline metrics once (see ``log_reference_run``)."""
+    if not cfg.tracking.enabled:
+        return
+    from constrained_unlearn.tracking.mlflow_run import log_reference_run
+
+    for name, results in references.items():
+        values = {key: agg(results, key) for key in metrics}
+        if (
+            name == "retain"
+            and "forget_quality" in values
+            and values["forget_quality"] != values["forget_quality"]
+        ):
+            # the retain model is forget quality's reference: its KS test against itself
+            # gives p = 1 (the demo table prints "1 (reference)")
+            values["forget_quality"] = 1.0
+        digest = str(results.get("provenance", {}).get("model", {}).get("weights_sha256", ""))
+        log_reference_run(
+            name,
+            {k: v for k, v in values.items() if v == v},
+            digest=digest or name,
+            experiment=cfg.tracking.experiment,
+            tracking_uri=cfg.tracking.tracking_uri,
+            tags={"model": str(results.get("provenance", {}).get("model", {}).get("name", ""))},
+        )
+
+
+def say_where(run_id: str | None, tracking_uri: str | None) -> str:
+    """The demo's last line: the run id and how to look at it."""
+    from constrained_unlearn.tracking.mlflow_run import mlflow_ui_command
+
+    if run_id is None:
+        return "tracking was off: no MLflow run"
+    return (
+        f"MLflow run {run_id}; see it with: {mlflow_ui_command(tracking_uri)} "
+        "(compare runs: constrained-unlearn compare)"
+    )
+
+
 @dataclass
 class PreparedMiniTofu:
     """mini-TOFU with its target and retain models evaluated (evaluations cached)."""
@@ -103,16 +188,18 @@ def prepare_minitofu(
         "progress": True,
     }
     retain_model, tokenizer = load_model_and_tokenizer(mini.retain_path, dtype="float32")
-    print("evaluating the retain model (cached after the first run)")
+    probe = TofuEvaluator(retain_model, tokenizer, mini.data, **eval_kwargs)
+    _announce("the retain model", cached_evaluation(probe, eval_root / "retain", "TOFU"))
     retain_results = write_retain_log(
         retain_model, tokenizer, mini.data, eval_root / "retain", **eval_kwargs
     )
-    del retain_model
+    del retain_model, probe
     target, tokenizer = load_model_and_tokenizer(mini.target_path, dtype="float32")
-    print("evaluating the target model (cached after the first run)")
-    target_results = TofuEvaluator(
+    evaluator = TofuEvaluator(
         target, tokenizer, mini.data, retain_logs=eval_root / "retain", **eval_kwargs
-    ).evaluate(eval_root / "target")
+    )
+    _announce("the target model", cached_evaluation(evaluator, eval_root / "target", "TOFU"))
+    target_results = evaluator.evaluate(eval_root / "target")
     return PreparedMiniTofu(mini, mini.data, eval_root, eval_kwargs, target_results, retain_results)
 
 
@@ -152,7 +239,6 @@ def run_demo(
             f"data.minitofu_seed={seed}",
             f"output.dir={out / 'pdu'}",
             "output.save_model=true",
-            "tracking.experiment=constrained-unlearn-demo",
             "tracking.run_name=demo-pdu",
             *([f"tracking.tracking_uri={tracking_uri}"] if tracking_uri else []),
             *overrides,
@@ -163,12 +249,21 @@ def run_demo(
     )
     result = run_unlearning(cfg, data, model=target, tokenizer=tokenizer, after_training=evaluate)
     assert result.evaluation is not None
+    log_references(
+        cfg,
+        {"target": target_results, "retain": retain_results},
+        ("forget_quality", "model_utility", "forget_Q_A_ROUGE", "forget_truth_ratio"),
+    )
     bound = result.bounds["retain"]
     start = result.initial_values["retain"]
     rows = [
         ("target", target_results, f"{start:.3f} (start)"),
         ("retain", {**retain_results, "_is_reference": True}, "—"),
-        ("PDU", result.evaluation, f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}"),
+        (
+            run_label(cfg, result),
+            result.evaluation,
+            f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}",
+        ),
     ]
     table = format_table(rows)
     lambdas = result.history.series("retain/multiplier")
@@ -181,6 +276,7 @@ def run_demo(
     )
     print(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
     (out / "demo_table.md").write_text(table + "\n")
+    print(say_where(result.run_id, cfg.tracking.tracking_uri))
     return {
         "target": target_results,
         "retain": retain_results,

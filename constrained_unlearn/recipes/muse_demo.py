@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from constrained_unlearn.recipes.config import RunConfig, load_config
+from constrained_unlearn.recipes.demo import cached_evaluation, run_label, say_where
 from constrained_unlearn.recipes.llm_unlearn import UnlearnResult
 from constrained_unlearn.recipes.muse_sequences import (
     HEADLINE_METRICS,
@@ -82,17 +83,35 @@ def prepare_minimuse(
     eval_data = mini.eval_data()
     eval_root = Path(mini.root) / "evals"
     tokenizer = mini.load_tokenizer()
-    print("evaluating the retrained model (cached after the first run)")
+    from constrained_unlearn.evaluation.muse import MuseEvaluator
+
+    retrain_model = mini.load_retrain()
+    probe = MuseEvaluator(retrain_model, tokenizer, eval_data, batch_size=EVAL_BATCH_SIZE)
+    cached = cached_evaluation(probe, eval_root / "retrain", "MUSE")
+    print(
+        "the retrained model: cached results reused" if cached else "evaluating the retrained model"
+    )
     retrain = write_retrain_log(
-        mini.load_retrain(),
+        retrain_model,
         tokenizer,
         eval_data,
         eval_root / "retrain",
         batch_size=EVAL_BATCH_SIZE,
     )
-    print("evaluating the target model (cached after the first run)")
+    del retrain_model, probe
+    target_model = mini.load_target()
+    probe = MuseEvaluator(
+        target_model,
+        tokenizer,
+        eval_data,
+        batch_size=EVAL_BATCH_SIZE,
+        retrain_logs=eval_root / "retrain",
+    )
+    cached = cached_evaluation(probe, eval_root / "target", "MUSE")
+    print("the target model: cached results reused" if cached else "evaluating the target model")
+    del probe
     target = evaluate_muse(
-        mini.load_target(),
+        target_model,
         tokenizer,
         eval_data,
         eval_root / "target",
@@ -148,7 +167,6 @@ def _demo_config(
             f"data.minimuse_seed={seed}",
             f"output.dir={out}",
             "output.save_model=true",
-            "tracking.experiment=constrained-unlearn-muse-demo",
             "tracking.run_name=muse-demo-pdu",
             *([f"tracking.tracking_uri={tracking_uri}"] if tracking_uri else []),
             *extra,
@@ -216,7 +234,11 @@ def run_muse_demo(
         [
             ("target", base.target, f"{start:.3f} (start)"),
             ("retrained", base.retrain, "—"),
-            ("PDU", holder["pdu"], f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}"),
+            (
+                run_label(cfg, result),
+                holder["pdu"],
+                f"{result.final_retain_loss:.3f} vs ε = {bound:.3f}",
+            ),
         ]
     )
     bars = bar_checks(base.target, base.retrain, holder["pdu"])
@@ -238,6 +260,7 @@ def run_muse_demo(
     print(f"MUSE demo finished in {seconds:.0f} s; outputs in {out}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_table.md").write_text(table + "\n")
+    print(say_where(result.run_id, cfg.tracking.tracking_uri))
     return {
         "target": base.target,
         "retrain": base.retrain,

@@ -10,6 +10,13 @@ What is read, per run (through ``MlflowClient``; nothing is written back):
   for a run that logged steps).
 * ``retain_loss`` — metric ``final/retain_loss`` (retain NLL after training) if logged, else the
   last ``train/retain/value``; ``retain_ok`` — ``retain_loss ≤ ε``.
+* ``feasible`` — tag ``constraint_satisfied`` (``"true"``/``"false"``, the recipe's end-of-run
+  check with its tolerance), else ``final/retain_loss ≤ final/retain_bound``, else
+  ``retain_ok``. Infeasible runs are listed under the table, drawn hollow on the Pareto plot
+  and never on its front.
+* ``reference`` — tag ``reference`` (``"target"``, ``"retain"``) of a reference model's
+  evaluation run (:func:`~constrained_unlearn.tracking.mlflow_run.log_reference_run`): first in
+  the table, a reference point on the Pareto plot; only the newest per reference and model.
 * ``multiplier`` — the last ``train/retain/multiplier`` (λ); ``steps`` — points of
   ``train/objective``.
 * every ``eval/<name>`` metric becomes a column ``<name>``; the headline ones come first:
@@ -23,6 +30,7 @@ with flat keys ``objective``, ``retain/value``, ``retain/violation``, ``retain/m
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -32,15 +40,23 @@ from typing import Any
 
 import pandas as pd
 
+from constrained_unlearn.tracking.plots import draw_all, pareto_front
+from constrained_unlearn.tracking.preflight import DEFAULT_EXPERIMENT, resolve_tracking_uri
+
 __all__ = [
+    "DEFAULT_EXPERIMENT",
     "Comparison",
     "HISTORY_KEYS",
     "RunRecord",
+    "build_table",
     "compare_runs",
+    "latest_references",
     "load_runs",
     "markdown_table",
     "pareto_front",
 ]
+
+logger = logging.getLogger(__name__)
 
 HISTORY_KEYS = (
     "train/objective",
@@ -69,6 +85,7 @@ _FIXED = (
     "epsilon",
     "retain_loss",
     "retain_ok",
+    "feasible",
     "multiplier",
     "steps",
 )
@@ -106,6 +123,29 @@ class RunRecord:
         """``method/solver`` (or the run name when neither was logged)."""
         parts = [p for p in (self.method, self.solver) if p]
         return "/".join(parts) if parts else self.run_name
+
+    @property
+    def reference(self) -> str | None:
+        """``"target"``/``"retain"`` for a reference model's evaluation run (tag
+        ``reference``), else ``None``."""
+        return self.tags.get("reference") or None
+
+    def feasible(self) -> bool | None:
+        """Whether the run ended inside its constraint: the tag ``constraint_satisfied``
+        (``"true"``/``"false"``, set by the recipe with its tolerance), else ``final/retain_loss
+        ≤ final/retain_bound``, else final retain loss ≤ ε; ``None`` when nothing says."""
+        tag = self.tags.get("constraint_satisfied", "").strip().lower()
+        if tag in ("true", "false"):
+            return tag == "true"
+        if "final/retain_loss" in self.metrics and "final/retain_bound" in self.metrics:
+            return float(self.metrics["final/retain_loss"]) <= float(
+                self.metrics["final/retain_bound"]
+            )
+        loss = self.metrics.get("final/retain_loss", self.metrics.get("train/retain/value"))
+        eps = self.epsilon()
+        if loss is None or not (math.isfinite(float(loss)) and math.isfinite(eps)):
+            return None
+        return float(loss) <= eps
 
     @property
     def is_primal_dual(self) -> bool:
@@ -146,9 +186,12 @@ class RunRecord:
             "epsilon": eps,
             "retain_loss": retain,
             "retain_ok": ok,
+            "feasible": None if self.reference else self.feasible(),
             "multiplier": float(self.metrics.get("train/retain/multiplier", math.nan)),
             "steps": len(self.history.get("train/objective", [])),
         }
+        if self.reference:
+            row["reference"] = self.reference
         used = set()
         for column, keys in _HEADLINE.items():
             row[column] = math.nan
@@ -177,9 +220,7 @@ def _client(tracking_uri: str | None) -> tuple[Any, str]:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
-    from constrained_unlearn.tracking.mlflow_run import DEFAULT_TRACKING_URI
-
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = resolve_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=uri), uri
 
 
@@ -253,29 +294,6 @@ def load_runs(
     return records
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points that no other point dominates, both coordinates maximised.
-
-    ``q`` dominates ``p`` when ``q ≥ p`` in both coordinates and ``q > p`` in one. Points with
-    a NaN coordinate are never on the front. Returned in increasing order of the first
-    coordinate.
-    """
-    valid = [
-        i for i, (x, y) in enumerate(points) if not (math.isnan(float(x)) or math.isnan(float(y)))
-    ]
-    front = []
-    for i in valid:
-        x, y = points[i]
-        dominated = any(
-            points[j][0] >= x and points[j][1] >= y and (points[j][0] > x or points[j][1] > y)
-            for j in valid
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
-
-
 def _format(value: Any, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -321,13 +339,37 @@ class Comparison:
     files: dict[str, Path] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
-    def to_markdown(self) -> str:
-        return markdown_table(self.table)
+    def describe(self) -> str:
+        """``"wrote comparison.md, comparison.csv, pareto.png … to DIR"`` (what the CLI prints)."""
+        if not self.files:
+            return "nothing written"
+        folder = next(iter(self.files.values())).parent
+        names = ", ".join(path.name for path in self.files.values())
+        text = f"{len(self.runs)} run(s) compared; wrote {names} to {folder.resolve()}"
+        for name, reason in self.skipped.items():
+            text += f"\n{name} plot not drawn: {reason}"
+        return text
+
+
+def latest_references(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """``runs`` with only the newest reference run per (reference, model); order kept."""
+    newest: dict[tuple[str, str], RunRecord] = {}
+    for run in runs:
+        if run.reference:
+            key = (run.reference, run.tags.get("model", ""))
+            if key not in newest or run.start_time > newest[key].start_time:
+                newest[key] = run
+    keep = {id(run) for run in newest.values()}
+    return [run for run in runs if not run.reference or id(run) in keep]
 
 
 def build_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
-    """The comparison table of ``runs``, sorted by method, solver and start time."""
-    ordered = sorted(runs, key=lambda r: (r.method, r.solver, r.start_time))
+    """The comparison table of ``runs``: reference models first, then by method, solver and
+    start time."""
+    ordered = sorted(
+        runs,
+        key=lambda r: (r.reference is None, r.reference or "", r.method, r.solver, r.start_time),
+    )
     rows = [run.row() for run in ordered]
     extra = sorted({k for row in rows for k in row} - set(_FIXED) - set(_HEADLINE))
     columns = list(_FIXED[:5]) + list(_HEADLINE) + list(_FIXED[5:]) + extra
@@ -336,7 +378,7 @@ def build_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
 
 
 def compare_runs(
-    experiment: str | Sequence[str],
+    experiment: str | Sequence[str] = DEFAULT_EXPERIMENT,
     filter_string: str | None = None,
     tracking_uri: str | None = None,
     out_dir: str | os.PathLike[str] = "outputs/compare",
@@ -367,8 +409,10 @@ def compare_runs(
     Raises:
         ValueError: unknown experiment, or no run matched.
     """
-    runs = load_runs(
-        experiment, filter_string=filter_string, tracking_uri=tracking_uri, max_runs=max_runs
+    runs = latest_references(
+        load_runs(
+            experiment, filter_string=filter_string, tracking_uri=tracking_uri, max_runs=max_runs
+        )
     )
     names = [experiment] if isinstance(experiment, str) else list(experiment)
     if not runs:
@@ -387,14 +431,26 @@ def compare_runs(
     lines.append(f"{len(runs)} run(s)" + (f", filter `{filter_string}`" if filter_string else ""))
     lines += [
         "",
-        "epsilon = retain bound ε; retain_ok = final retain loss ≤ ε; multiplier = final λ.",
+        "epsilon = retain bound ε; retain_ok = final retain loss ≤ ε; feasible = the run's "
+        "constraint check (tag constraint_satisfied, else final retain loss ≤ its bound); "
+        "multiplier = final λ.",
         "",
         markdown_table(table),
     ]
+    infeasible = [
+        str(name)
+        for name, ok in zip(table["run_name"], table["feasible"], strict=True)
+        if ok is not None and not isinstance(ok, float) and not bool(ok)
+    ]
+    if infeasible:
+        lines += [
+            f"**{len(infeasible)} run(s) end outside their constraint** (feasible = no): "
+            + ", ".join(infeasible)
+            + ". They are drawn hollow and left out of the Pareto front.",
+            "",
+        ]
     if plots:
-        from constrained_unlearn.tracking import plots as plotting
-
-        drawn, skipped = plotting.draw_all(runs, table, out)
+        drawn, skipped = draw_all(runs, table, out)
         result.files.update(drawn)
         result.skipped.update(skipped)
         for name, path in drawn.items():
@@ -405,4 +461,5 @@ def compare_runs(
     md_path = out / "comparison.md"
     md_path.write_text("\n".join(lines))
     result.files["markdown"] = md_path
+    logger.info("%s", result.describe())
     return result

@@ -1,33 +1,96 @@
-"""PNG plots of a run comparison (matplotlib's object API: no pyplot, no global backend).
+"""Every PNG the library draws (matplotlib's object API: no pyplot, no global backend).
+
+Comparison plots (inputs: the table and the runs of :mod:`constrained_unlearn.tracking.compare`):
 
 * :func:`plot_pareto` — forget quality (log scale) against model utility, one point per run,
-  the Pareto front (both maximised, :func:`~constrained_unlearn.tracking.compare.pareto_front`)
-  drawn as a line through circled points.
+  one colour and one legend entry per ``method/solver``; infeasible runs (final constraint
+  value above its bound) drawn hollow and left out of the Pareto front (both coordinates
+  maximised, :func:`pareto_front`), which is a dashed line through circled points; the target
+  and retain models (reference runs) drawn as black stars/crosses with their names.
 * :func:`plot_dual` — for primal-dual runs: λ over steps (top) and the retain loss over steps
-  with its bound ε dashed (bottom).
-* :func:`plot_forget_curves` — forget NLL over steps (left; rises as the answers are
-  forgotten) and the method's own objective (right; units differ between methods).
+  with its bound ε dashed (bottom, log scale: an ε of 0.03 under a loss of 2 stays readable).
+* :func:`plot_forget_curves` — forget NLL over steps (left; rises as the answers are forgotten)
+  and the method's own objective (right; units differ between methods).
+
+One run's training curves: :func:`plot_history` (objective; each constraint and its ε on a log
+scale; each multiplier), logged by the recipe as ``plots/training.png``.
+
+This module imports nothing from the rest of ``tracking``: a run is anything with the
+attributes of :class:`RunLike`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-    from constrained_unlearn.tracking.compare import RunRecord
+    from constrained_unlearn.engine.history import History
 
-__all__ = ["draw_all", "plot_dual", "plot_forget_curves", "plot_pareto"]
+__all__ = [
+    "REFERENCE_MARKERS",
+    "RunLike",
+    "draw_all",
+    "dual_figure",
+    "history_figure",
+    "pareto_figure",
+    "pareto_front",
+    "plot_dual",
+    "plot_forget_curves",
+    "plot_history",
+    "plot_pareto",
+]
 
-_MARKERS = {"penalty": "o", "gda": "s", "alternating-gda": "D", "extragradient": "^"}
-_OTHER_MARKERS = ("v", "P", "X", "*", "h")
+REFERENCE_MARKERS = {"target": "*", "retain": "X"}
+"""Markers of the reference models on the Pareto plot (others get ``P``)."""
 
 
-def _figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
+class RunLike(Protocol):
+    """What the comparison plots read from a run."""
+
+    run_id: str
+    run_name: str
+    history: dict[str, list[tuple[int, float]]]
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def is_primal_dual(self) -> bool: ...
+
+    def epsilon(self) -> float: ...
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points that no other point dominates, both coordinates maximised.
+
+    ``q`` dominates ``p`` when ``q ≥ p`` in both coordinates and ``q > p`` in one. Points with
+    a NaN coordinate are never on the front. Returned in increasing order of the first
+    coordinate.
+    """
+    valid = [
+        i for i, (x, y) in enumerate(points) if not (math.isnan(float(x)) or math.isnan(float(y)))
+    ]
+    front = []
+    for i in valid:
+        x, y = points[i]
+        dominated = any(
+            points[j][0] >= x and points[j][1] >= y and (points[j][0] > x or points[j][1] > y)
+            for j in valid
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs: Any):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -40,25 +103,67 @@ def _figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs)
 def _colours(keys: Sequence[str]) -> dict[str, tuple]:
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10"]
-    return {key: cmap(i % 10) for i, key in enumerate(dict.fromkeys(keys))}
+    cmap = colormaps["tab10" if len(set(keys)) <= 10 else "tab20"]
+    size = 10 if len(set(keys)) <= 10 else 20
+    return {key: cmap(i % size) for i, key in enumerate(dict.fromkeys(keys))}
 
 
-def _marker(solver: str, seen: dict[str, str]) -> str:
-    if solver in _MARKERS:
-        return _MARKERS[solver]
-    if solver not in seen:
-        seen[solver] = _OTHER_MARKERS[len(seen) % len(_OTHER_MARKERS)]
-    return seen[solver]
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _log_scale_if_positive(ax: Axes, values: Sequence[float]) -> bool:
+    """Log y when every value is > 0 (the bound and the loss may differ by orders)."""
+    finite = [v for v in values if _finite(v)]
+    if finite and min(finite) > 0:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
+def _mark_bound(ax: Axes, bound: float, colour: Any, text: str) -> None:
+    """A dashed ε line with its value written at the right end, above the line."""
+    ax.axhline(bound, color=colour, linestyle="--", linewidth=1.1)
+    ax.annotate(
+        text,
+        xy=(1.0, bound),
+        xycoords=("axes fraction", "data"),
+        xytext=(-4, 3),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=7,
+        color=colour,
+    )
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def _infeasible(value: object) -> bool:
+    """``False`` (Python or numpy), ``"false"`` or ``"no"``: a run known to be infeasible."""
+    return not isinstance(value, float) and str(value).lower() in ("false", "no")
 
 
 def plot_pareto(table: pd.DataFrame, path: str | Path) -> Path | None:
+    """Write :func:`pareto_figure` to ``path``; ``None`` (nothing written) when it has no point."""
+    fig = pareto_figure(table)
+    return None if fig is None else _save(fig, path)
+
+
+def pareto_figure(table: pd.DataFrame) -> Figure | None:
     """Forget quality (log y) vs model utility; ``None`` when no run has both (FQ > 0).
 
-    Colour = method, marker = solver; every point is labelled ``method/solver``.
+    Reads the columns ``method``, ``solver``, ``forget_quality``, ``model_utility`` and, when
+    present, ``feasible`` (``False`` → hollow, not on the front) and ``reference``
+    (``"target"``/``"retain"`` → a black reference marker, not on the front).
     """
-    from constrained_unlearn.tracking.compare import pareto_front
-
     rows = [
         row
         for _, row in table.iterrows()
@@ -68,81 +173,112 @@ def plot_pareto(table: pd.DataFrame, path: str | Path) -> Path | None:
     ]
     if not rows:
         return None
-    fig, axes = _figure(6.4, 4.6)
+    fig, axes = _figure(6.8, 4.8)
     ax = axes[0][0]
-    colours = _colours([str(r["method"]) for r in rows])
-    extra: dict[str, str] = {}
+    references = [r for r in rows if isinstance(r.get("reference"), str) and r.get("reference")]
+    runs = [r for r in rows if not (isinstance(r.get("reference"), str) and r.get("reference"))]
+
+    def label(row: Any) -> str:
+        method, solver = str(row["method"] or ""), str(row["solver"] or "")
+        return f"{method}/{solver}" if solver else method or str(row.get("run_name", "?"))
+
+    colours = _colours([label(r) for r in runs])
     labelled: set[str] = set()
-    for row in rows:
-        method, solver = str(row["method"]), str(row["solver"])
-        label = method if method not in labelled else None
-        labelled.add(method)
+    any_infeasible = False
+    for row in runs:
+        name = label(row)
+        hollow = _infeasible(row.get("feasible"))
+        any_infeasible |= hollow
         ax.scatter(
             row["model_utility"],
             row["forget_quality"],
-            color=colours[method],
-            marker=_marker(solver, extra),
-            s=46,
+            s=52,
             zorder=3,
-            label=label,
+            marker="o",
+            facecolors="none" if hollow else colours[name],
+            edgecolors=colours[name],
+            linewidths=1.6,
+            label=name if name not in labelled else None,
         )
-        ax.annotate(
-            f"{method}/{solver}" if solver else method,
-            (row["model_utility"], row["forget_quality"]),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=7,
-        )
-    points = [(float(r["model_utility"]), float(r["forget_quality"])) for r in rows]
+        labelled.add(name)
+    for row in references:
+        name = str(row["reference"])
+        x, y = float(row["model_utility"]), float(row["forget_quality"])
+        ax.scatter(
+            x, y, s=120, marker=REFERENCE_MARKERS.get(name, "P"), color="black", zorder=5,
+            label=f"{name} model",
+        )  # fmt: skip
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    candidates = [r for r in runs if not _infeasible(r.get("feasible"))]
+    points = [(float(r["model_utility"]), float(r["forget_quality"])) for r in candidates]
     front = pareto_front(points)
-    xs = [points[i][0] for i in front]
-    ys = [points[i][1] for i in front]
-    ax.plot(xs, ys, color="black", linewidth=1.0, linestyle="--", zorder=2, label="Pareto front")
-    ax.scatter(xs, ys, s=150, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+    if front:
+        xs = [points[i][0] for i in front]
+        ys = [points[i][1] for i in front]
+        ax.plot(
+            xs, ys, color="black", linewidth=1.0, linestyle="--", zorder=2, label="Pareto front"
+        )
+        ax.scatter(xs, ys, s=170, facecolors="none", edgecolors="black", linewidths=1.0, zorder=4)
+    if any_infeasible:
+        ax.scatter([], [], s=52, facecolors="none", edgecolors="grey", label="hollow: infeasible")
     ax.set_yscale("log")
     ax.set_xlabel("model utility (higher is better)")
     ax.set_ylabel("forget quality, log scale (higher is better)")
     ax.set_title("Forget quality vs model utility")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path
+    return fig
 
 
-def plot_dual(runs: Sequence[RunRecord], path: str | Path) -> Path | None:
+def plot_dual(runs: Sequence[RunLike], path: str | Path) -> Path | None:
+    """Write :func:`dual_figure` to ``path``; ``None`` (nothing written) without primal-dual runs."""
+    fig = dual_figure(runs)
+    return None if fig is None else _save(fig, path)
+
+
+def dual_figure(runs: Sequence[RunLike]) -> Figure | None:
     """λ and retain loss vs ε over steps for the primal-dual runs; ``None`` if there are none."""
     runs = [r for r in runs if r.is_primal_dual]
     if not runs:
         return None
-    fig, axes = _figure(6.4, 5.6, rows=2, cols=1, sharex=True)
+    fig, axes = _figure(6.8, 6.0, rows=2, cols=1, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
     colours = _colours([r.run_id for r in runs])
+    lambdas: list[float] = []
+    retained: list[float] = []
     for run in runs:
         colour = colours[run.run_id]
-        label = f"{run.label} ({run.run_name})"
-        steps, lam = zip(*run.history["train/retain/multiplier"])
-        top.plot(steps, lam, color=colour, label=label)
+        steps, lam = zip(*run.history["train/retain/multiplier"], strict=True)
+        top.plot(steps, lam, color=colour, label=f"{run.label} ({run.run_name})")
+        lambdas.extend(lam)
         retain = run.history.get("train/retain/value")
         if retain:
-            rs, rv = zip(*retain)
+            rs, rv = zip(*retain, strict=True)
             bottom.plot(rs, rv, color=colour)
+            retained.extend(rv)
         eps = run.epsilon()
         if math.isfinite(eps):
-            bottom.axhline(eps, color=colour, linestyle="--", linewidth=1.0)
+            _mark_bound(bottom, eps, colour, f"ε = {eps:.3g}")
+            retained.append(eps)
+    finite_lambdas = [v for v in lambdas if _finite(v)]
+    if (
+        finite_lambdas
+        and min(finite_lambdas) > 0
+        and max(finite_lambdas) > 30 * min(finite_lambdas)
+    ):
+        top.set_yscale("log")
+    log = _log_scale_if_positive(bottom, retained)
     top.set_ylabel("multiplier λ")
     top.set_title("Dual variable and retain constraint (dashed: ε)")
     top.legend(fontsize=7, loc="best")
     top.grid(True, alpha=0.3)
-    bottom.set_ylabel("retain loss")
+    bottom.set_ylabel("retain loss" + (" (log scale)" if log else ""))
     bottom.set_xlabel("optimiser step")
-    bottom.grid(True, alpha=0.3)
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path
+    bottom.grid(True, which="both" if log else "major", alpha=0.3)
+    return fig
 
 
-def plot_forget_curves(runs: Sequence[RunRecord], path: str | Path) -> Path | None:
+def plot_forget_curves(runs: Sequence[RunLike], path: str | Path) -> Path | None:
     """Forget NLL (left) and objective (right) over steps; ``None`` if no run logged steps.
 
     The forget-NLL panel is left out when no run logged ``train/forget_nll``.
@@ -161,11 +297,11 @@ def plot_forget_curves(runs: Sequence[RunRecord], path: str | Path) -> Path | No
         label = f"{run.label} ({run.run_name})"
         nll = run.history.get("train/forget_nll")
         if nll and left is not None:
-            steps, values = zip(*nll)
+            steps, values = zip(*nll, strict=True)
             left.plot(steps, values, color=colour, label=label)
         objective = run.history.get("train/objective")
         if objective:
-            steps, values = zip(*objective)
+            steps, values = zip(*objective, strict=True)
             right.plot(steps, values, color=colour, label=label)
     if left is not None:
         left.set_title("Forget NLL (answer tokens)")
@@ -176,19 +312,54 @@ def plot_forget_curves(runs: Sequence[RunRecord], path: str | Path) -> Path | No
     right.set_xlabel("optimiser step")
     right.grid(True, alpha=0.3)
     right.legend(fontsize=7, loc="best")
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path
+    return _save(fig, path)
+
+
+def plot_history(history: History, bounds: Mapping[str, float], path: str | Path) -> Path:
+    """Write :func:`history_figure` to ``path`` (PNG)."""
+    return _save(history_figure(history, bounds), path)
+
+
+def history_figure(history: History, bounds: Mapping[str, float]) -> Figure:
+    """Three panels over optimiser steps: the forget objective L_f; each constraint c_i(θ_t)
+    with its bound ε_i dashed and written out (log scale when all are > 0); each λ_i."""
+    steps = [r.step for r in history]
+    fig, axes = _figure(7.0, 7.5, rows=3, cols=1, sharex=True)
+    objective, constraint, multiplier = axes[0][0], axes[1][0], axes[2][0]
+    objective.plot(steps, [r.objective for r in history], color="tab:red")
+    objective.set_ylabel("forget objective")
+    colours = _colours(list(bounds))
+    shown: list[float] = []
+    for name, bound in bounds.items():
+        values = [r.values[name] for r in history]
+        constraint.plot(steps, values, color=colours[name], label=name)
+        _mark_bound(constraint, bound, colours[name], f"ε ({name}) = {bound:.3g}")
+        shown += [*values, bound]
+        multiplier.plot(
+            steps,
+            [r.multipliers.get(name, float("nan")) for r in history],
+            color=colours[name],
+            label=name,
+        )
+    log = _log_scale_if_positive(constraint, shown)
+    constraint.set_ylabel("constraint value" + (" (log)" if log else ""))
+    constraint.legend(fontsize=8)
+    multiplier.set_ylabel("multiplier λ")
+    multiplier.set_xlabel("optimiser step")
+    for ax in (objective, constraint, multiplier):
+        ax.grid(True, which="both" if ax is constraint and log else "major", alpha=0.3)
+    return fig
 
 
 def draw_all(
-    runs: Sequence[RunRecord], table: pd.DataFrame, out_dir: str | Path
+    runs: Sequence[RunLike], table: pd.DataFrame, out_dir: str | Path
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    """Draw every plot into ``out_dir``; returns ``(drawn {name: path}, skipped {name: why})``."""
+    """Draw every comparison plot into ``out_dir``; returns ``(drawn {name: path}, skipped
+    {name: why})``."""
     out = Path(out_dir)
     drawn: dict[str, Path] = {}
     skipped: dict[str, str] = {}
-    jobs = (
+    jobs: tuple[tuple[str, Callable[[], Path | None], str], ...] = (
         (
             "pareto",
             lambda: plot_pareto(table, out / "pareto.png"),
@@ -212,10 +383,3 @@ def draw_all(
         else:
             drawn[name] = path
     return drawn, skipped
-
-
-def _finite(value: object) -> bool:
-    try:
-        return math.isfinite(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False

@@ -14,9 +14,18 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-__all__ = ["DATABASE_SCHEMES", "TrackingStoreError", "check_tracking_store", "resolve_tracking_uri"]
+__all__ = [
+    "DATABASE_SCHEMES",
+    "DEFAULT_EXPERIMENT",
+    "DEFAULT_TRACKING_URI",
+    "TrackingStoreError",
+    "check_tracking_store",
+    "resolve_tracking_uri",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "constrained-unlearn"
+"""The experiment ``unlearn``, ``demo`` and ``compare`` use when none is given."""
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _KNOWN_SCHEMES = (*DATABASE_SCHEMES, "file", "http", "https", "databricks")
