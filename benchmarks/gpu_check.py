@@ -210,30 +210,35 @@ def peak_tflops(name: str) -> float | None:
 
 
 def run_benchmarks(mode: str, device_name: str) -> list[dict]:
-    """One step_benchmark subprocess per variant; a JSON row per variant."""
-    command = [
-        sys.executable,
-        str(SCRIPTS / "step_benchmark.py"),
-        *BENCH_ARGS[mode],
-        f"--device={DEVICE}",
-        f"--variants={BENCH_VARIANTS}",
-        "--json",
-    ]
+    """A JSON row per variant of ``BENCH_VARIANTS`` from step_benchmark.
+
+    ``full``: one subprocess per variant (its own peak memory); ``tiny``: all in this process.
+    """
+    argv = [*BENCH_ARGS[mode], f"--device={DEVICE}"]
     peak = peak_tflops(device_name) if DEVICE == "cuda" else None
     if peak:
-        command.append(f"--peak-tflops={peak}")
+        argv.append(f"--peak-tflops={peak}")
+    variants = BENCH_VARIANTS.split(",")
     if mode == "tiny":
-        command.append("--in-process")  # one process for all variants: seconds, not minutes
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        return [{"bench": f"step-{mode}", "ok": False, "error": done.stderr[-1500:]}]
+        sys.path.insert(0, str(SCRIPTS))
+        import step_benchmark
+
+        found = step_benchmark.run_in_process(argv, variants)
+    else:
+        command = [sys.executable, str(SCRIPTS / "step_benchmark.py"), *argv, "--json"]
+        found = []
+        for variant in variants:
+            done = subprocess.run(
+                [*command, f"--variants={variant}"], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                found.append({"variant": variant, "error": done.stderr[-1500:]})
+            else:
+                found.append(json.loads(done.stdout.strip().splitlines()[-1]))
     rows = []
-    for line in done.stdout.strip().splitlines():
-        row = json.loads(line)
-        finite = row["median_s"] > 0 and row["tokens_per_s"] > 0
-        rows.append({"bench": f"step-{mode}", "device": device_name, **row, "ok": finite})
-    if len(rows) != len(BENCH_VARIANTS.split(",")):
-        rows.append({"bench": f"step-{mode}", "ok": False, "error": "a variant printed no row"})
+    for row in found:
+        ok = "error" not in row and row["median_s"] > 0 and row["tokens_per_s"] > 0
+        rows.append({"bench": f"step-{mode}", "device": device_name, **row, "ok": ok})
     return rows
 
 

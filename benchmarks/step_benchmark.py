@@ -76,8 +76,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 EPSILON, MULTIPLIER_INIT, DUAL_LR, LR = 1.0, 1.0, 1.0, 1e-5
 
 
+ALIASES = {"pdu-chunked": "pdu+chunked", "pdu-fused": "pdu+fused"}  # earlier names
+
+
 def parse_variant(name: str) -> tuple[str, set[str]]:
-    base, *mods = name.split("+")
+    base, *mods = ALIASES.get(name, name).split("+")
     if base not in BASES or any(m not in MODIFIERS for m in mods):
         raise SystemExit(
             f"unknown variant {name!r}: a base of {BASES} followed by +modifiers of {MODIFIERS}"
@@ -391,7 +394,7 @@ def strip_own_flags(argv: list[str]) -> list[str]:
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -428,10 +431,26 @@ def main() -> None:
     )
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
-    args = parser.parse_args()
+    return parser
+
+
+def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parsed options with the preset's shape applied."""
+    args = build_parser().parse_args(argv)
     if args.preset:
         for key, value in PRESETS[args.preset].items():
             setattr(args, key, value)
+    return args
+
+
+def run_in_process(argv: list[str], variants: list[str]) -> list[dict[str, Any]]:
+    """:func:`worker` for every variant in this process (a smoke test; memory not per variant)."""
+    args = resolve_args(argv)
+    return [worker(argparse.Namespace(**{**vars(args), "variant": v})) for v in variants]
+
+
+def main() -> None:
+    args = resolve_args()
     if args.variant:
         print(json.dumps(worker(args)))
         return

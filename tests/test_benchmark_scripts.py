@@ -22,13 +22,19 @@ def _load(name: str):
 
 def test_gpu_check_passes_on_the_cpu(capsys):
     gpu_check = _load("gpu_check")
-    assert gpu_check.main(["--device", "cpu"]) == 0  # checks, then the tiny measurements
+    assert gpu_check.main(["--device", "cpu", "--bench", "none"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     checks = {line["check"]: line for line in lines if "check" in line}
     assert set(checks) == {"chunked-fp32", "chunked-bf16", "engine-bf16", "accumulation"}
     assert all(line["ok"] for line in checks.values()), checks
     assert checks["accumulation"]["lambda_max_err"] < 1e-5
-    bench = {line["variant"]: line for line in lines if "bench" in line}
+
+
+def test_gpu_check_measurements_run_tiny_on_the_cpu():
+    gpu_check = _load("gpu_check")
+    gpu_check.DEVICE = "cpu"
+    rows = gpu_check.run_benchmarks("tiny", "cpu")
+    bench = {row["variant"]: row for row in rows}
     assert set(bench) == set(gpu_check.BENCH_VARIANTS.split(","))
     assert all(row["ok"] and row["peak_mib"] >= 0 for row in bench.values()), bench
     # the library's PDU, its memory-lean variants and the Trainer-style reference compute the
@@ -100,6 +106,7 @@ def test_step_benchmark_pair_mode_prints_a_ratio():
 def test_step_benchmark_refuses_unknown_variants():
     step = _load("step_benchmark")
     assert step.parse_variant("pdu+chunked+grouped") == ("pdu", {"chunked", "grouped"})
+    assert step.parse_variant("pdu-chunked") == ("pdu", {"chunked"})  # the earlier name
     for bad in ("pdu+turbo", "sgd", "npo+chunked", "hf+grouped"):
         with pytest.raises(SystemExit):
             step.parse_variant(bad)
@@ -137,3 +144,16 @@ def test_startup_script_times_both_modes():
         assert row["total_s"] == pytest.approx(parts, rel=1e-6)
         assert row["calibration_batches"] == 2  # the engine option reached the engine
         assert row["engine_options"] == {"calibration_batches": 2}
+
+
+def test_minitofu_model_uses_sdpa_attention():
+    from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
+
+    class Tokenizer:
+        bos_token_id, eos_token_id, pad_token_id = 0, 1, 2
+
+        def __len__(self) -> int:
+            return 64
+
+    model = make_model(ModelSpec(hidden_size=16, intermediate_size=32), Tokenizer(), seed=0)
+    assert model.config._attn_implementation == "sdpa"
