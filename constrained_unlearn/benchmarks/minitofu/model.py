@@ -65,7 +65,7 @@ def make_model(spec: ModelSpec, tokenizer: Any, seed: int) -> LlamaForCausalLM:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        attn_implementation="sdpa",
+        attn_implementation="sdpa",  # type: ignore[call-arg]  # a PretrainedConfig kwarg
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
