@@ -105,14 +105,17 @@ class _StepClock(TrainerCallback):
     def __init__(self, sync: Callable[[], None]) -> None:
         self.sync = sync
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self.last: float | None = None
+        self.last_cpu = 0.0
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.sync()
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self.last is not None:
             self.times.append(now - self.last)
-        self.last = now
+            self.cpu_times.append(cpu - self.last_cpu)
+        self.last, self.last_cpu = now, cpu
 
 
 def run_reference(
@@ -137,7 +140,8 @@ def run_reference(
         collate: pads a list of examples into ``{"input_ids", "attention_mask", "labels"}``.
 
     Returns:
-        ``{"times": [s, …] (step ends to step ends), "losses": [(L_f, L_r, λ), …]}``.
+        ``{"times": [s, …] (step end to step end, wall), "cpu_times": [s, …] (process CPU),
+        "losses": [(L_f, L_r, λ), …]}``.
     """
     if len(pairs) < steps * batch_size:
         raise ValueError(f"{steps} steps of {batch_size} need {steps * batch_size} pairs")
@@ -181,4 +185,4 @@ def run_reference(
             dual_lr=dual_lr,
         )
         trainer.train()
-    return {"times": clock.times, "losses": trainer.loss_log}
+    return {"times": clock.times, "cpu_times": clock.cpu_times, "losses": trainer.loss_log}

@@ -24,7 +24,7 @@ Usage:
 
 from __future__ import annotations
 
-__all__ = ["main", "measure"]
+__all__ = ["build_parser", "main", "measure"]
 
 import argparse
 import json
@@ -148,8 +148,8 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def main() -> None:
-    from step_benchmark import PRESETS, git_commit
+def build_parser() -> argparse.ArgumentParser:
+    from step_benchmark import PRESETS
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -164,7 +164,13 @@ def main() -> None:
     parser.add_argument("--engine-option", type=_option, action="append", default=[])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    from step_benchmark import git_commit
+
+    args = build_parser().parse_args()
     if args.worker:
         print(json.dumps(measure(args)))
         return

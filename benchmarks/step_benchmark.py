@@ -18,6 +18,7 @@ followed by ``+modifier``s:
     +grouped      ``PairedData(group_by_length=True)``: batches of similar length, less padding
     +compile      ``torch.compile`` of the model's forward (dynamic shapes); compile time is
                   the first steps' excess, reported as ``first_step_s``
+    +fusedadam    ``torch.optim.AdamW(..., fused=True)`` instead of the default (foreach)
 
 Data: ``--data minitofu`` (the mini-TOFU "default" forget10 / retain90 QA pairs through its own
 tokenizer, 19–28 tokens, ≈ 1/3 answer) or ``--data synthetic`` (random ids, lengths uniform in
@@ -59,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # hf_trainer_reference
 
 BASES = ("finetune", "graddiff", "pdu", "npo", "hf")
-MODIFIERS = ("chunked", "fused", "selected", "grouped", "compile")
+MODIFIERS = ("chunked", "fused", "selected", "grouped", "compile", "fusedadam")
 DEFAULT_VARIANTS = "finetune,graddiff,pdu,pdu+chunked,pdu+selected,pdu+grouped,npo,hf"
 PRESETS: dict[str, dict[str, Any]] = {
     "minitofu": dict(
@@ -85,10 +86,10 @@ def parse_variant(name: str) -> tuple[str, set[str]]:
         raise SystemExit(
             f"unknown variant {name!r}: a base of {BASES} followed by +modifiers of {MODIFIERS}"
         )
-    if base != "pdu" and set(mods) - {"grouped", "compile"}:
+    if base != "pdu" and set(mods) - {"grouped", "compile", "fusedadam"}:
         raise SystemExit(f"{name!r}: chunked/fused/selected apply to pdu only")
-    if base == "hf" and "grouped" in mods:
-        raise SystemExit("hf runs in PairedData's ungrouped order (same batches as pdu)")
+    if base == "hf" and set(mods) & {"grouped", "fusedadam"}:
+        raise SystemExit("hf runs as Trainer does: PairedData's ungrouped order, its own AdamW")
     return base, set(mods)
 
 
@@ -207,6 +208,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(args)
     cuda = args.device.startswith("cuda")
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds per step: robust on a shared machine
     losses: list[list[float]] = []
 
     def sync() -> None:
@@ -239,21 +241,23 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     start_all = time.perf_counter()
     first_step = None
     if base == "finetune":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, fused="fusedadam" in mods or None)
         for f_idx, r_idx in index_batches:
             batch = collate([forget[i] for i in f_idx] + [retain[i] for i in r_idx])
             batch = {k: v.to(args.device) for k, v in batch.items()}
             start = time.perf_counter()
+            cpu_start = time.process_time()
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             sync()
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
             if len(losses) < 3:
                 losses.append([float(loss)])
         first_step = times[0]
-        times = times[1:]
+        times, cpu_times = times[1:], cpu_times[1:]
     elif base == "hf":
         from hf_trainer_reference import run_reference
 
@@ -273,6 +277,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             device=args.device,
         )
         times = result["times"]
+        cpu_times = result["cpu_times"]
         losses = [[f, r] for f, r, _ in result["losses"][:3]]
     else:
         if base == "pdu":
@@ -295,16 +300,20 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
         class Clock(Callback):
             last: float | None = None
+            last_cpu = 0.0
 
             def on_step_end(self, engine: Any, record: Any) -> None:
                 sync()
-                now = time.perf_counter()
+                now, cpu = time.perf_counter(), time.process_time()
                 if self.last is not None:
                     times.append(now - self.last)
-                self.last = now
+                    cpu_times.append(cpu - self.last_cpu)
+                self.last, self.last_cpu = now, cpu
                 if len(losses) < 3:
                     losses.append([record.objective, *record.values.values()])
 
+        if "fusedadam" in mods:
+            kwargs["optimizer"] = lambda params: torch.optim.AdamW(params, lr=LR, fused=True)
         clock = Clock()
         engine = UnlearningEngine(
             model,
@@ -324,7 +333,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         engine.fit()
     if first_step is None:
         first_step = time.perf_counter() - start_all - sum(times)  # to the end of step 1
-    warm = times[min(args.warmup, len(times) - 1) :]
+    skip = min(args.warmup, len(times) - 1)
+    warm, warm_cpu = times[skip:], cpu_times[skip:]
     if cuda:
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
     else:
@@ -343,6 +353,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "variant": args.variant,
         "median_s": median,
         "min_s": min(warm),
+        "cpu_median_s": statistics.median(warm_cpu),
         "tokens_per_s": real / steps / median,
         "padded_fraction": 1 - real / padded,
         "peak_mib": peak,
@@ -463,11 +474,15 @@ def main() -> None:
             for name in (a, b):
                 runs[name].append(run_variant(name, argv))
         ratios = sorted(x["median_s"] / y["median_s"] for x, y in zip(runs[a], runs[b]))
+        cpu = sorted(x["cpu_median_s"] / y["cpu_median_s"] for x, y in zip(runs[a], runs[b]))
         summary = {
             "pair": [a, b],
             "ratio_min": ratios[0],
             "ratio_median": statistics.median(ratios),
             "ratio_max": ratios[-1],
+            "cpu_ratio_min": cpu[0],
+            "cpu_ratio_median": statistics.median(cpu),
+            "cpu_ratio_max": cpu[-1],
             "a_median_s": statistics.median(r["median_s"] for r in runs[a]),
             "b_median_s": statistics.median(r["median_s"] for r in runs[b]),
             "a_losses": runs[a][0]["losses"],

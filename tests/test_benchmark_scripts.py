@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -65,42 +64,44 @@ TINY = [
 
 def test_step_benchmark_runs_with_tiny_shapes_on_mini_tofu_data():
     # grouped batching on the real mini-TOFU lengths, the fused forward and NPO's reference
-    variants = "pdu+grouped,pdu+fused,npo,graddiff,finetune"
-    command = [
-        sys.executable,
-        str(SCRIPTS / "step_benchmark.py"),
-        *TINY,
-        f"--variants={variants}",
-        "--in-process",
-        "--json",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = {row["variant"]: row for row in map(json.loads, done.stdout.splitlines())}
-    assert list(rows) == variants.split(",")
+    step = _load("step_benchmark")
+    variants = ["pdu+grouped", "pdu+fused", "npo", "graddiff", "finetune"]
+    rows = {row["variant"]: row for row in step.run_in_process(TINY, variants)}
+    assert list(rows) == variants
     assert all(row["median_s"] > 0 and row["tokens_per_s"] > 0 for row in rows.values())
     # mini-TOFU QA pairs are 19-28 tokens: random batches pad, grouped ones pad less
     assert rows["pdu+grouped"]["padded_fraction"] < rows["pdu+fused"]["padded_fraction"]
     assert rows["pdu+fused"]["padded_fraction"] > 0.02
 
 
-def test_step_benchmark_pair_mode_prints_a_ratio():
-    command = [
-        sys.executable,
-        str(SCRIPTS / "step_benchmark.py"),
-        *TINY,
-        "--data=synthetic",
-        "--vocab=256",
-        "--seq=12",
-        "--pair=pdu+selected,pdu",
-        "--repeats=1",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+def test_step_benchmark_pair_mode_alternates_and_prints_ratios(monkeypatch, capsys):
+    step = _load("step_benchmark")
+    calls = []
+    times = {"pdu+selected": iter([1.0, 3.0, 1.5]), "pdu": iter([2.0, 2.0, 2.0])}
+
+    def fake_run(variant, argv):  # the workers are exercised above; here the A/B bookkeeping
+        calls.append(variant)
+        assert "--pair" not in " ".join(argv) and "--repeats" not in " ".join(argv)
+        return {
+            "median_s": next(times[variant]),
+            "cpu_median_s": 1.0,
+            "losses": [[1.0, 2.0]],
+            "padded_fraction": 0.1,
+        }
+
+    monkeypatch.setattr(step, "run_variant", fake_run)
+    monkeypatch.setattr(
+        sys, "argv", ["step_benchmark.py", "--pair", "pdu+selected,pdu", "--repeats=3"]
+    )
+    step.main()
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert calls == ["pdu+selected", "pdu"] * 3  # A B A B A B
     assert summary["pair"] == ["pdu+selected", "pdu"]
-    assert summary["ratio_min"] <= summary["ratio_median"] <= summary["ratio_max"]
-    assert summary["a_losses"][0] == pytest.approx(summary["b_losses"][0], rel=1e-4)
+    assert (summary["ratio_min"], summary["ratio_median"], summary["ratio_max"]) == (
+        0.5,
+        0.75,
+        1.5,
+    )
 
 
 def test_step_benchmark_refuses_unknown_variants():
@@ -124,26 +125,20 @@ def test_hf_reference_updates_the_multiplier_inside_compute_loss():
     assert ref.margin_loss_on_answers(logits, labels).item() == pytest.approx(2.0)
 
 
-def test_startup_script_times_both_modes():
-    command = [
-        sys.executable,
-        str(SCRIPTS / "startup.py"),
-        "--preset=minitofu",
-        "--size=tiny",
-        "--forget=forget10",
-        "--threads=1",
-        "--engine-option=calibration_batches=2",
-        "--json",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = {row["epsilon"]: row for row in map(json.loads, done.stdout.splitlines())}
-    assert set(rows) == {"given", "calibrated"}
-    for row in rows.values():
+def test_startup_measures_both_modes():
+    startup = _load("startup")
+    parser = startup.build_parser()
+    common = ["--preset=minitofu", "--size=tiny", "--threads=1"]
+    for mode in ("given", "calibrated"):
+        args = parser.parse_args(
+            [*common, f"--epsilon={mode}", "--engine-option=calibration_batches=2"]
+        )
+        row = startup.measure(args)
         parts = row["tokenize_s"] + row["build_s"] + row["calibrate_s"] + row["first_step_s"]
         assert row["total_s"] == pytest.approx(parts, rel=1e-6)
         assert row["calibration_batches"] == 2  # the engine option reached the engine
         assert row["engine_options"] == {"calibration_batches": 2}
+        assert row["forget_rows"] == 8 and row["batches_per_epoch"] == 2  # tiny: 2 authors × 4
 
 
 def test_minitofu_model_uses_sdpa_attention():
