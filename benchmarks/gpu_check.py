@@ -10,16 +10,32 @@ Each check prints one JSON line and the script exits non-zero if any fails:
     accumulation    K = 2 micro-batches give the same λ trajectory and parameters as one
                     2×-batch on CUDA (fp32, to 1e-5)
 
+Then the measurements (``--bench``; one JSON line each, ``"bench"`` names the row), through
+``step_benchmark.py`` in a subprocess per variant:
+
+    step-1b         Llama-3.2-1B-shaped model (random weights) in bf16, forget 4 + retain 4
+                    sequences of 256–512 tokens (half prompt): step time, real tokens/s, peak
+                    memory and MFU (bf16 dense peak of the device, when known) of
+                    pdu (naive logits, V = 128,256), pdu+chunked (logits never materialised:
+                    the chunked vs unchunked memory at 128k vocabulary), pdu+selected (head on
+                    answer positions only), hf (the Hugging Face ``Trainer``-style reference,
+                    same settings) and finetune (the cost floor)
+
+``--bench full`` is the default on CUDA (≈ 3–5 min on an H100-class device), ``tiny`` (the
+same variants on a tiny model, seconds) the default on the CPU, ``none`` skips them.
+
 Usage:
-    python benchmarks/gpu_check.py                 # on the GPU
-    python benchmarks/gpu_check.py --device cpu    # the same checks on the CPU (a smoke test)
+    python benchmarks/gpu_check.py                 # on the GPU: checks, then measurements
+    python benchmarks/gpu_check.py --device cpu    # the same on the CPU (a smoke test)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -30,6 +46,20 @@ from constrained_unlearn.losses.chunked import chunked_head_loss
 from constrained_unlearn.problem import ConstraintSpec
 
 DEVICE = "cuda"
+SCRIPTS = Path(__file__).resolve().parent
+# dense bf16 peak (TFLOP/s) by device-name fragment, for MFU; unknown devices get no MFU
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+BENCH_VARIANTS = "pdu,pdu+chunked,pdu+selected,hf,finetune"
+BENCH_ARGS = {
+    "full": [
+        "--preset=llama-3.2-1b", "--dtype=bfloat16", "--data=synthetic", "--seq=512",
+        "--min-seq=256", "--batch=4", "--steps=12", "--warmup=3", "--threads=8",
+    ],
+    "tiny": [
+        "--hidden=32", "--layers=1", "--heads=2", "--vocab=512", "--data=synthetic",
+        "--seq=16", "--min-seq=8", "--batch=2", "--steps=4", "--warmup=1", "--threads=1",
+    ],
+}  # fmt: skip
 
 
 def check_chunked_fp32() -> dict:
@@ -172,11 +202,59 @@ def check_accumulation() -> dict:
     }
 
 
+def peak_tflops(name: str) -> float | None:
+    for fragment, value in PEAK_BF16_TFLOPS.items():
+        if fragment in name:
+            return value
+    return None
+
+
+def run_benchmarks(mode: str, device_name: str) -> list[dict]:
+    """A JSON row per variant of ``BENCH_VARIANTS`` from step_benchmark.
+
+    ``full``: one subprocess per variant (its own peak memory); ``tiny``: all in this process.
+    """
+    argv = [*BENCH_ARGS[mode], f"--device={DEVICE}"]
+    peak = peak_tflops(device_name) if DEVICE == "cuda" else None
+    if peak:
+        argv.append(f"--peak-tflops={peak}")
+    variants = BENCH_VARIANTS.split(",")
+    if mode == "tiny":
+        sys.path.insert(0, str(SCRIPTS))
+        import step_benchmark
+
+        found = step_benchmark.run_in_process(argv, variants)
+    else:
+        command = [sys.executable, str(SCRIPTS / "step_benchmark.py"), *argv, "--json"]
+        found = []
+        for variant in variants:
+            done = subprocess.run(
+                [*command, f"--variants={variant}"], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                found.append({"variant": variant, "error": done.stderr[-1500:]})
+            else:
+                found.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    rows = []
+    for row in found:
+        ok = "error" not in row and row["median_s"] > 0 and row["tokens_per_s"] > 0
+        rows.append({"bench": f"step-{mode}", "device": device_name, **row, "ok": ok})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    DEVICE = parser.parse_args(argv).device
+    parser.add_argument(
+        "--bench",
+        choices=["auto", "full", "tiny", "none"],
+        default="auto",
+        help="measurements after the checks (auto: full on cuda, tiny on cpu)",
+    )
+    parsed = parser.parse_args(argv)
+    DEVICE = parsed.device
+    bench = parsed.bench if parsed.bench != "auto" else ("full" if DEVICE == "cuda" else "tiny")
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("gpu_check needs a CUDA device (or pass --device cpu)", file=sys.stderr)
         return 2
@@ -190,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             result = {"check": check.__name__, "ok": False, "error": repr(error)}
         failed += not result["ok"]
         print(json.dumps(result), flush=True)
+    if bench != "none":
+        for row in run_benchmarks(bench, name):
+            failed += not row["ok"]
+            print(json.dumps(row), flush=True)
     return 1 if failed else 0
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -20,7 +21,7 @@ def _load(name: str):
 
 def test_gpu_check_passes_on_the_cpu(capsys):
     gpu_check = _load("gpu_check")
-    assert gpu_check.main(["--device", "cpu"]) == 0
+    assert gpu_check.main(["--device", "cpu", "--bench", "none"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     checks = {line["check"]: line for line in lines if "check" in line}
     assert set(checks) == {"chunked-fp32", "chunked-bf16", "engine-bf16", "accumulation"}
@@ -28,24 +29,126 @@ def test_gpu_check_passes_on_the_cpu(capsys):
     assert checks["accumulation"]["lambda_max_err"] < 1e-5
 
 
-def test_step_benchmark_runs_with_tiny_shapes():
-    variants = "pdu-chunked"  # the engine, CausalLMTerms and the fused loss; one subprocess
-    command = [
-        sys.executable,
-        str(SCRIPTS / "step_benchmark.py"),
-        "--hidden=32",
-        "--layers=1",
-        "--heads=2",
-        "--vocab=256",
-        "--batch=2",
-        "--seq=16",
-        "--steps=5",
-        "--threads=1",
-        f"--variants={variants}",
-        "--json",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [row["variant"] for row in rows] == variants.split(",")
-    assert all(row["median_s"] > 0 and row["tokens_per_s"] > 0 for row in rows)
+def test_gpu_check_measurements_run_tiny_on_the_cpu():
+    gpu_check = _load("gpu_check")
+    gpu_check.DEVICE = "cpu"
+    rows = gpu_check.run_benchmarks("tiny", "cpu")
+    bench = {row["variant"]: row for row in rows}
+    assert set(bench) == set(gpu_check.BENCH_VARIANTS.split(","))
+    assert all(row["ok"] and row["peak_mib"] >= 0 for row in bench.values()), bench
+    # the library's PDU, its memory-lean variants and the Trainer-style reference compute the
+    # same first-step losses from the same model and batches
+    first = bench["pdu"]["losses"][0]
+    for variant in ("pdu+chunked", "pdu+selected", "hf"):
+        assert bench[variant]["losses"][0] == pytest.approx(first, rel=1e-4), variant
+    assert "--preset=llama-3.2-1b" in gpu_check.BENCH_ARGS["full"]
+
+
+def test_peak_tflops_names_known_devices_only():
+    gpu_check = _load("gpu_check")
+    assert gpu_check.peak_tflops("NVIDIA H200") == 989.0
+    assert gpu_check.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert gpu_check.peak_tflops("Some Future Accelerator") is None
+
+
+TINY = [
+    "--hidden=32",
+    "--layers=1",
+    "--heads=2",
+    "--batch=2",
+    "--steps=4",
+    "--warmup=1",
+    "--threads=1",
+]
+
+
+def test_step_benchmark_runs_with_tiny_shapes_on_mini_tofu_data():
+    # grouped batching on the real mini-TOFU lengths, the fused forward and NPO's reference
+    step = _load("step_benchmark")
+    variants = ["pdu+grouped", "pdu+fused", "npo", "graddiff", "finetune"]
+    rows = {row["variant"]: row for row in step.run_in_process(TINY, variants)}
+    assert list(rows) == variants
+    assert all(row["median_s"] > 0 and row["tokens_per_s"] > 0 for row in rows.values())
+    # mini-TOFU QA pairs are 19-28 tokens: random batches pad, grouped ones pad less
+    assert rows["pdu+grouped"]["padded_fraction"] < rows["pdu+fused"]["padded_fraction"]
+    assert rows["pdu+fused"]["padded_fraction"] > 0.02
+
+
+def test_step_benchmark_pair_mode_alternates_and_prints_ratios(monkeypatch, capsys):
+    step = _load("step_benchmark")
+    calls = []
+    times = {"pdu+selected": iter([1.0, 3.0, 1.5]), "pdu": iter([2.0, 2.0, 2.0])}
+
+    def fake_run(variant, argv):  # the workers are exercised above; here the A/B bookkeeping
+        calls.append(variant)
+        assert "--pair" not in " ".join(argv) and "--repeats" not in " ".join(argv)
+        return {
+            "median_s": next(times[variant]),
+            "cpu_median_s": 1.0,
+            "losses": [[1.0, 2.0]],
+            "padded_fraction": 0.1,
+        }
+
+    monkeypatch.setattr(step, "run_variant", fake_run)
+    monkeypatch.setattr(
+        sys, "argv", ["step_benchmark.py", "--pair", "pdu+selected,pdu", "--repeats=3"]
+    )
+    step.main()
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert calls == ["pdu+selected", "pdu"] * 3  # A B A B A B
+    assert summary["pair"] == ["pdu+selected", "pdu"]
+    assert (summary["ratio_min"], summary["ratio_median"], summary["ratio_max"]) == (
+        0.5,
+        0.75,
+        1.5,
+    )
+
+
+def test_step_benchmark_refuses_unknown_variants():
+    step = _load("step_benchmark")
+    assert step.parse_variant("pdu+chunked+grouped") == ("pdu", {"chunked", "grouped"})
+    assert step.parse_variant("pdu-chunked") == ("pdu", {"chunked"})  # the earlier name
+    for bad in ("pdu+turbo", "sgd", "npo+chunked", "hf+grouped"):
+        with pytest.raises(SystemExit):
+            step.parse_variant(bad)
+
+
+def test_hf_reference_updates_the_multiplier_inside_compute_loss():
+    import torch
+
+    ref = _load("hf_trainer_reference")
+    logits = torch.tensor([[[3.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 6.0, 0.0]]])
+    labels = torch.tensor([[-100, 5, -100]])  # only position 0 predicts an answer token
+    # margin of position 0: max 3 − mean 1 = 2 → squared 4
+    assert ref.margin_loss_on_answers(logits, labels).item() == pytest.approx(4.0)
+    labels = torch.tensor([[-100, 5, 7]])  # positions 0 and 1: (4 + 0) / 2
+    assert ref.margin_loss_on_answers(logits, labels).item() == pytest.approx(2.0)
+
+
+def test_startup_measures_both_modes():
+    startup = _load("startup")
+    parser = startup.build_parser()
+    common = ["--preset=minitofu", "--size=tiny", "--threads=1"]
+    for mode in ("given", "calibrated"):
+        args = parser.parse_args(
+            [*common, f"--epsilon={mode}", "--engine-option=calibration_batches=2"]
+        )
+        row = startup.measure(args)
+        parts = row["tokenize_s"] + row["build_s"] + row["calibrate_s"] + row["first_step_s"]
+        assert row["total_s"] == pytest.approx(parts, rel=1e-6)
+        assert row["calibration_batches"] == 2  # the engine option reached the engine
+        assert row["engine_options"] == {"calibration_batches": 2}
+        assert row["forget_rows"] == 8 and row["batches_per_epoch"] == 2  # tiny: 2 authors × 4
+
+
+def test_minitofu_model_uses_sdpa_attention():
+    from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
+
+    class Tokenizer:
+        bos_token_id, eos_token_id, pad_token_id = 0, 1, 2
+
+        def __len__(self) -> int:
+            return 64
+
+    model = make_model(ModelSpec(hidden_size=16, intermediate_size=32), Tokenizer(), seed=0)
+    assert model.config._attn_implementation == "sdpa"

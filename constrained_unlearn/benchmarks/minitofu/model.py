@@ -1,7 +1,9 @@
 """The tiny Llama-architecture model of mini-TOFU.
 
 A ``LlamaForCausalLM`` trained from scratch: RMSNorm, rotary positions, SwiGLU MLP, multi-head
-attention (no grouped KV), input and output embeddings tied. With the default
+attention (no grouped KV; PyTorch's fused ``scaled_dot_product_attention``, asked for by name
+so that the choice does not depend on the installed ``transformers``' default), input and
+output embeddings tied. With the default
 :class:`ModelSpec` and a 1,536-token vocabulary it has 721,536 parameters: big enough to
 memorise a thousand short facts, small enough to train in a couple of minutes on one CPU core.
 """
@@ -63,6 +65,7 @@ def make_model(spec: ModelSpec, tokenizer: Any, seed: int) -> LlamaForCausalLM:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        attn_implementation="sdpa",  # type: ignore[call-arg]  # a PretrainedConfig kwarg
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
