@@ -325,7 +325,7 @@ def built(tmp_path_factory):
     }
 
 
-def test_build_has_no_licence_or_setuptools_deprecation_warning(built):
+def test_build_has_no_license_or_setuptools_deprecation_warning(built):
     log = built["log"]
     assert "SetuptoolsDeprecationWarning" not in log
     assert not re.search(r"(?i)license.*(deprecat|warning)|(deprecat|warning).*license", log)
