@@ -1,22 +1,23 @@
 # Project set-up and jobs. `make demo` and `make test` are all a fresh clone needs.
+# Where torch comes from is decided by tools/bootstrap.py (its docstring has the rules): a torch
+# already in .venv is kept; else this machine's local CPU wheel if pip's find-links has one
+# (pinned by constraints.txt); else PyTorch's CPU index on Linux, PyPI's default on macOS.
+# Choose explicitly with TORCH_INDEX=local|cpu|default|<index URL>, e.g. on a GPU machine:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cu128
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# uv reads no pip configuration; hand it pip's local wheel folder if the machine has one.
-FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+TORCH_INDEX ?=
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint docs ci clean
+.PHONY: install demo test lint docs dist clean
 
-$(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet uv
-	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --constraint constraints.txt -e ".[test,docs]"
-	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.endswith('+cpu') or '$(ALLOW_GPU_TORCH)' == '1' else 'non-CPU torch installed: ' + v)"
+$(STAMP): pyproject.toml constraints.txt tools/bootstrap.py
+	$(PYTHON) tools/bootstrap.py --venv $(VENV) --extras test,docs --constraints constraints.txt --torch-index "$(TORCH_INDEX)"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,5 +36,8 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
+dist: $(STAMP)
+	$(VENV)/bin/uv build --out-dir dist
+
 clean:
-	rm -rf $(VENV) site .pytest_cache
+	rm -rf $(VENV) site dist .pytest_cache
