@@ -133,3 +133,18 @@ def test_the_feasibility_tolerance_applies():
         engine.fit()
     assert engine.feasibility["retain"].satisfied
     assert not [w for w in caught if w.category is ConstraintInfeasibleWarning]
+
+
+@pytest.mark.parametrize("field", ["epochs", "max_steps", "gradient_accumulation_steps", "seed"])
+def test_engine_config_refuses_booleans_for_numbers(field):
+    from constrained_unlearn.engine import EngineConfig
+
+    with pytest.raises(ValueError, match=f"{field} must be a number, got the boolean True"):
+        EngineConfig(**{field: True})
+
+
+def test_engine_config_refuses_a_negative_feasibility_tolerance():
+    from constrained_unlearn.engine import EngineConfig
+
+    with pytest.raises(ValueError, match="feasibility_tolerance must be a finite number ≥ 0"):
+        EngineConfig(feasibility_tolerance=-0.5)

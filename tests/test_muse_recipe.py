@@ -163,6 +163,6 @@ def test_cli_dispatch_and_muse_demo(mini, tmp_path, capsys):
     printed = capsys.readouterr().out
     for column in ("VerbMem forget", "KnowMem forget", "KnowMem retain", "PrivLeak"):
         assert column in printed
-    assert "| PDU |" in printed and "| retrained |" in printed
+    assert "| pdu (gda) |" in printed and "| retrained |" in printed
     assert (tmp_path / "demo" / "pdu" / "eval" / "MUSE_EVAL.json").exists()
     assert (mini.root / "evals" / "target" / "MUSE_EVAL.json").exists()

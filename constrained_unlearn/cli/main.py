@@ -338,12 +338,13 @@ def _rounded(value: Any) -> str:
 def _compare(args: argparse.Namespace) -> int:
     from constrained_unlearn.tracking.compare import compare_runs
 
-    compare_runs(
+    comparison = compare_runs(
         args.experiment,
         filter_string=args.filter,
         tracking_uri=args.tracking_uri,
         out_dir=args.output_dir,
     )
+    print(comparison.describe())
     return 0
 
 

@@ -10,6 +10,22 @@ from typing import Literal
 __all__ = ["EngineConfig"]
 
 
+_NUMERIC_FIELDS = (
+    "epochs",
+    "max_steps",
+    "gradient_accumulation_steps",
+    "max_grad_norm",
+    "lr_warmup_ratio",
+    "seed",
+    "infeasible_patience",
+    "multiplier_limit",
+    "save_every",
+    "keep_last",
+    "calibration_batches",
+    "feasibility_tolerance",
+)
+
+
 @dataclass
 class EngineConfig:
     """How the engine trains.
@@ -76,6 +92,16 @@ class EngineConfig:
     feasibility_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in _NUMERIC_FIELDS:  # bool is an int subclass: `epochs=True` must not mean 1
+            if isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a number, got the boolean {getattr(self, name)}")
+        tolerance = self.feasibility_tolerance
+        if not (
+            isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0
+        ):
+            raise ValueError(
+                f"feasibility_tolerance must be a finite number ≥ 0, got {tolerance!r}"
+            )
         if self.calibration_batches is not None and (
             not isinstance(self.calibration_batches, int) or self.calibration_batches < 1
         ):

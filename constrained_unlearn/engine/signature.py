@@ -8,7 +8,7 @@ A signature is a flat ``{key: JSON value}``. The engine's own part (:func:`engin
   weight decay, eps, momentum … of every parameter group);
 * ``engine.<field>`` for the :class:`EngineConfig` fields that shape the steps (accumulation K,
   clipping, schedule, warm-up ratio, precision, seed), ``world_size``;
-* ``data.*``: forget/retain sizes, batch sizes, shuffle, seed and ``data.forget_sha256`` /
+* ``data.*``: forget/retain sizes, batch sizes, shuffle, seed, length grouping and ``data.forget_sha256`` /
   ``data.retain_sha256``, fingerprints of the items' tensors (token ids, labels, masks: another
   ``max_length`` or other data of the same size changes them).
 
@@ -139,18 +139,10 @@ def engine_signature(
     for key in SHAPING_FIELDS:
         out[f"engine.{key}"] = getattr(config, key)
     out["world_size"] = world_size
-    out.update(
-        {
-            "data.forget_size": len(data.forget),  # type: ignore[arg-type]
-            "data.retain_size": len(data.retain),  # type: ignore[arg-type]
-            "data.batch_size": data.batch_size,
-            "data.retain_batch_size": data.retain_batch_size,
-            "data.shuffle": data.shuffle,
-            "data.seed": data.seed,
-            "data.forget_sha256": dataset_fingerprint(data.forget),
-            "data.retain_sha256": dataset_fingerprint(data.retain),
-        }
-    )
+    # the batch order: sizes, batch sizes, shuffle, seed, length grouping
+    out.update({f"data.{key}": value for key, value in data.order_settings().items()})
+    out["data.forget_sha256"] = dataset_fingerprint(data.forget)
+    out["data.retain_sha256"] = dataset_fingerprint(data.retain)
     return _as_json(out)
 
 

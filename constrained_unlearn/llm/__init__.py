@@ -30,7 +30,6 @@ if TYPE_CHECKING:
         answer_logits,
         concat_batches,
         kl_to_reference,
-        reference_sequence_log_probs,
         sequence_log_probs,
     )
     from constrained_unlearn.llm.tokenization import (
@@ -66,7 +65,6 @@ __all__ = [
     "load_model_and_tokenizer",
     "pack_documents",
     "pad_collate",
-    "reference_sequence_log_probs",
     "resolve_dtype",
     "sequence_log_probs",
 ]
@@ -90,7 +88,6 @@ _SUBMODULE = {
     "answer_logits": "terms",
     "concat_batches": "terms",
     "kl_to_reference": "terms",
-    "reference_sequence_log_probs": "terms",
     "sequence_log_probs": "terms",
     "EncodedQA": "tokenization",
     "PromptTemplate": "tokenization",

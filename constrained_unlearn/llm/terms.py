@@ -69,7 +69,6 @@ __all__ = [
     "head_inputs",
     "kl_to_reference",
     "logit_objective",
-    "reference_sequence_log_probs",
     "sequence_log_probs",
 ]
 
@@ -309,23 +308,6 @@ def sequence_log_probs(
 
 
 @torch.no_grad()
-def reference_sequence_log_probs(
-    reference_model: torch.nn.Module, batch: Batch, *, normalize: bool = False
-) -> torch.Tensor:
-    """:func:`sequence_log_probs` under a frozen reference model: no graph, eval mode.
-
-    Kept for the public API of ``constrained_unlearn.llm`` (no method uses it: the reference
-    outputs of :class:`CausalLMTerms` come from its own reference forward). The model's
-    train/eval mode is restored afterwards.
-    """
-    was_training = reference_model.training
-    reference_model.eval()
-    try:
-        return sequence_log_probs(reference_model, batch, normalize=normalize)
-    finally:
-        reference_model.train(was_training)
-
-
 def _architecture(model: torch.nn.Module) -> str:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     return f"{type(model).__name__}" + (f" (model_type {model_type!r})" if model_type else "")

@@ -176,8 +176,12 @@ class TrainingConfig:
         weight_decay: AdamW decoupled weight decay (≥ 0).
         batch_size: forget examples per micro-batch and process.
         retain_batch_size: retain examples per micro-batch (default: ``batch_size``).
-        fused_forward: one forward over forget and retain (PDU).
-        loss_chunk_size: chunked, LM-head-fused losses (PDU only; ``None``: off).
+        fused_forward: one forward over forget and retain (every method).
+        loss_chunk_size: chunked, LM-head-fused losses (``None``: off); exact or refused on
+            any architecture, and refused by methods whose objective cannot be chunked.
+        group_by_length: batch examples of similar length together (fewer padded tokens;
+            the order stays seeded, deterministic and resumable; see ``PairedData``).
+        group_size: micro-batches per length-sorted group when ``group_by_length`` is on.
         final_retain_eval: after the last step, measure the retain loss over the whole retain
             set (batched, ``eval.batch_size``); ``False`` takes the last step's value instead.
         engine: the :class:`EngineConfig` built from the section's other keys (``epochs``,
@@ -191,6 +195,8 @@ class TrainingConfig:
     retain_batch_size: int | None = None
     fused_forward: bool = False
     loss_chunk_size: int | None = None
+    group_by_length: bool = False
+    group_size: int = 50
     final_retain_eval: bool = True
     engine: EngineConfig = field(default_factory=_default_engine)
 

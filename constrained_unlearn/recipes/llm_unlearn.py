@@ -40,6 +40,7 @@ from constrained_unlearn.engine import (
     UnlearningEngine,
 )
 from constrained_unlearn.engine.feasibility import check_feasibility, warn_if_infeasible
+from constrained_unlearn.engine.signature import dataset_fingerprint
 from constrained_unlearn.llm import (
     PadCollator,
     PromptTemplate,
@@ -273,6 +274,8 @@ def run_signature(
         "training.weight_decay": t["weight_decay"],
         "training.fused_forward": t["fused_forward"],
         "training.loss_chunk_size": t["loss_chunk_size"],
+        "training.group_by_length": t.get("group_by_length", False),
+        "training.group_size": t.get("group_size", 50),
     }
     signature.update(extra or {})
     return _jsonable(signature)
@@ -491,6 +494,8 @@ def train_and_record(
         retain_batch_size=t.retain_batch_size,
         collate_fn=collate,
         seed=t.seed,
+        group_by_length=t.group_by_length,
+        group_size=t.group_size,
     )
     engine_config = cfg.engine_config(progress=progress)
     setup = setup_method(cfg, model, tokenizer)
@@ -512,6 +517,7 @@ def train_and_record(
             experiment=cfg.tracking.experiment,
             run_name=cfg.tracking.run_name,
             tracking_uri=cfg.tracking.tracking_uri,
+            offline_dir=cfg.output.dir,
             tags={
                 "method": cfg.method.name,
                 "solver": setup.solver,
@@ -530,6 +536,18 @@ def train_and_record(
     track("log_params", resolved)
     if run is not None:
         engine.callbacks.append(run.callback())
+        source = cfg.data.path or cfg.data.benchmark
+        for context, split, dataset in (
+            ("forget", cfg.data.forget_split, forget),
+            ("retain", cfg.data.retain_split or "retain", retain),
+        ):
+            track(
+                "log_dataset",
+                f"{cfg.data.benchmark}/{split}",
+                dataset_fingerprint(dataset)[:16],
+                str(source),
+                context,
+            )
     out = Path(cfg.output.dir)
     try:
         with _sigterm_as_interrupt():
@@ -585,13 +603,13 @@ def train_and_record(
                 (out / "history.json").write_text(json.dumps(history.to_dicts()))
                 _write_yaml(out / "config.yaml", resolved)
                 if run is not None and len(history):
-                    from constrained_unlearn.tracking.run_plot import plot_history
+                    from constrained_unlearn.tracking.plots import plot_history
 
                     track(
                         "log_artifact", plot_history(history, bounds, out / "training.png"), "plots"
                     )
                 if run is not None and cfg.tracking.log_model and cfg.output.save_model:
-                    track(run.client.log_artifacts, run.run_id, str(out / "model"), "model")
+                    track("log_artifacts", out / "model", "model")
             if after_training is not None:
                 after_training(result, run)
             result.tracking_degraded = track.degraded

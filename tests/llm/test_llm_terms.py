@@ -12,7 +12,6 @@ from constrained_unlearn.llm import (
     QADataset,
     concat_batches,
     pad_collate,
-    reference_sequence_log_probs,
     sequence_log_probs,
 )
 from constrained_unlearn.losses import margin_per_position
@@ -182,10 +181,7 @@ def test_sequence_log_probs(tokenizer, model_factory):
     model.train()
     s = sequence_log_probs(model, fb)
     avg = sequence_log_probs(model, fb, normalize=True)
-    ref = reference_sequence_log_probs(model, fb)
-    assert model.training  # mode restored
-    assert s.shape == (3,) and s.requires_grad and not ref.requires_grad
-    torch.testing.assert_close(ref, s.detach(), rtol=1e-5, atol=1e-5)
+    assert s.shape == (3,) and s.requires_grad
     with torch.no_grad():
         for b, enc in enumerate(forget.encoded):
             lp = model(input_ids=torch.tensor([enc.input_ids])).logits[0].log_softmax(-1)
