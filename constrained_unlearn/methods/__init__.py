@@ -25,7 +25,13 @@ from constrained_unlearn.methods.idk_dpo import IdkDPO, dpo_loss, refusal_batch
 from constrained_unlearn.methods.npo import NPO, SimNPO
 from constrained_unlearn.methods.pdu import PDU, PDUEntropy
 from constrained_unlearn.methods.refusals import REFUSALS
-from constrained_unlearn.methods.registry import ALIASES, METHODS, get_method, method_names
+from constrained_unlearn.methods.registry import (
+    ALIASES,
+    METHODS,
+    get_method,
+    method_names,
+    register_method,
+)
 from constrained_unlearn.methods.reweighted import WGA, SatImp
 from constrained_unlearn.methods.rmu import RMU, control_vector
 
@@ -57,5 +63,6 @@ __all__ = [
     "get_method",
     "load_alternates",
     "method_names",
+    "register_method",
     "refusal_batch",
 ]

@@ -16,7 +16,7 @@ from constrained_unlearn.methods.pdu import PDU, PDUEntropy
 from constrained_unlearn.methods.reweighted import WGA, SatImp
 from constrained_unlearn.methods.rmu import RMU
 
-__all__ = ["ALIASES", "METHODS", "get_method", "method_names"]
+__all__ = ["ALIASES", "METHODS", "get_method", "method_names", "register_method"]
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -54,6 +54,26 @@ ALIASES: dict[str, str] = {
     "alt-po": "altpo",
     "alternate-preference-optimization": "altpo",
 }
+
+
+def register_method(cls: type[Method], *, aliases: tuple[str, ...] = ()) -> type[Method]:
+    """Make ``cls`` selectable by its ``name`` (and ``aliases``) in ``get_method`` and configs.
+
+    Raises ``ValueError`` when a name or alias is taken by another method.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"register_method takes a Method subclass, got {cls!r}")
+    key = cls.name.strip().lower().replace("_", "-").replace(" ", "-")
+    if key in ("", "base"):
+        raise ValueError(f"{cls.__name__} needs its own `name` class attribute (got {cls.name!r})")
+    if METHODS.get(key, cls) is not cls or key in ALIASES:
+        raise ValueError(f"method name {key!r} is already taken")
+    for alias in aliases:
+        if alias in METHODS or ALIASES.get(alias, key) != key:
+            raise ValueError(f"alias {alias!r} is already taken")
+    METHODS[key] = cls
+    ALIASES.update(dict.fromkeys(aliases, key))
+    return cls
 
 
 def method_names() -> list[str]:

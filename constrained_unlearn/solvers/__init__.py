@@ -6,7 +6,12 @@ from constrained_unlearn.solvers.extragradient import Extragradient
 from constrained_unlearn.solvers.gda import GDA, AlternatingGDA
 from constrained_unlearn.solvers.nupi import NuPI
 from constrained_unlearn.solvers.penalty import Penalty
-from constrained_unlearn.solvers.registry import SOLVERS, make_solver, normalize_solver_name
+from constrained_unlearn.solvers.registry import (
+    SOLVERS,
+    make_solver,
+    normalize_solver_name,
+    register_solver,
+)
 
 __all__ = [
     "GDA",
@@ -23,4 +28,5 @@ __all__ = [
     "dual_step",
     "make_solver",
     "normalize_solver_name",
+    "register_solver",
 ]

@@ -18,6 +18,22 @@ SOLVERS: dict[str, type[Solver]] = {
 }
 
 
+def register_solver(cls: type[Solver]) -> type[Solver]:
+    """Make ``cls`` selectable by its ``name`` (``make_solver``, configs, ``compare``).
+
+    Usable as a class decorator. Raises ``ValueError`` when the name is taken by another class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        raise TypeError(f"register_solver takes a Solver subclass, got {cls!r}")
+    key = cls.name.strip().lower().replace("_", "-")
+    if key in ("", "base"):
+        raise ValueError(f"{cls.__name__} needs its own `name` class attribute (got {cls.name!r})")
+    if SOLVERS.get(key, cls) is not cls:
+        raise ValueError(f"solver name {key!r} is taken by {SOLVERS[key].__name__}")
+    SOLVERS[key] = cls
+    return cls
+
+
 def normalize_solver_name(solver: str) -> str:
     """The canonical name of ``solver`` (case-insensitive, ``_`` counts as ``-``).
 
