@@ -26,12 +26,14 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import datasets
-
-from constrained_unlearn.benchmarks._source import load_split
+if TYPE_CHECKING:  # ``datasets`` takes a second to import: only load_tofu needs it
+    import datasets
 
 TOFU_HUB_ID = "locuslab/TOFU"
 
@@ -104,6 +106,8 @@ def load_tofu(
     """
     if config not in TOFU_CONFIGS:
         raise ValueError(f"unknown TOFU config {config!r}; valid configs: {sorted(TOFU_CONFIGS)}")
+    from constrained_unlearn.benchmarks._source import load_split
+
     return load_split(
         source,
         config,
@@ -113,3 +117,63 @@ def load_tofu(
         required_columns=tofu_columns(config),
         **load_kwargs,
     )
+
+
+def _local_json_rows(root: Path, config: str) -> list[dict[str, Any]] | None:
+    """Rows of ``<root>/<config>/train.{jsonl,json}`` or ``<root>/<config>.{jsonl,json}`` read
+    with :mod:`json` (JSON Lines, or one JSON array); ``None`` when no such file exists."""
+    for path in (
+        root / config / "train.jsonl",
+        root / config / "train.json",
+        root / f"{config}.jsonl",
+        root / f"{config}.json",
+    ):
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            rows = json.loads(stripped)
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path} must hold JSON objects, one per row")
+        return rows
+    return None
+
+
+def tofu_eval_data(
+    source: str | os.PathLike, configs: Sequence[str], **load_kwargs: Any
+) -> dict[str, Any]:
+    """``{config: rows}`` of just the TOFU ``configs`` an evaluation reads.
+
+    Pass the list from :func:`constrained_unlearn.evaluation.tofu.required_configs`. A local
+    folder's JSON / JSON Lines files are read directly with :mod:`json` (milliseconds, no
+    ``datasets`` import: mini-TOFU and TOFU's own repository layout); anything else (a hub
+    id, parquet files) goes through :func:`load_tofu`. Rows are checked for the config's
+    columns (:func:`tofu_columns`) either way.
+
+    Raises:
+        ValueError: an unknown config, an empty config or missing columns.
+        FileNotFoundError: a local folder without the config's file.
+    """
+    out: dict[str, Any] = {}
+    local = isinstance(source, os.PathLike) or (
+        isinstance(source, str) and (source.startswith(("/", ".", "~")) or Path(source).is_dir())
+    )
+    for config in dict.fromkeys(configs):
+        required = tofu_columns(config)  # also refuses an unknown config
+        rows = _local_json_rows(Path(source).expanduser(), config) if local else None
+        if rows is None:
+            out[config] = load_tofu(config, source, **load_kwargs)
+            continue
+        if not rows:
+            raise ValueError(f"TOFU config {config!r} in {str(source)!r} is empty")
+        missing = [c for c in required if c not in rows[0]]
+        if missing:
+            raise ValueError(
+                f"TOFU config {config!r} in {str(source)!r} lacks column(s) {missing}; "
+                f"it has {sorted(rows[0])}"
+            )
+        out[config] = rows
+    return out

@@ -37,13 +37,18 @@ texts, the ROUGE ``agg_value``s ×100 — per-example values stay in [0, 1] and 
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from constrained_unlearn.evaluation import provenance as prov
-from constrained_unlearn.evaluation.attacks import memorisation_result, mia_result, side_scores
+from constrained_unlearn.evaluation.base import (
+    Evaluator,
+    MetricSpec,
+    MissingSplitError,
+    method_call,
+)
 from constrained_unlearn.evaluation.metrics import (
     KNOWMEM_STOP_STRINGS,
     MUSE_RETRAIN_MIN_K_AUC,
@@ -59,7 +64,6 @@ from constrained_unlearn.evaluation.report import (
     by_index,
     load_reference_log,
     nanmean,
-    run_metrics,
     with_bootstrap,
 )
 from constrained_unlearn.evaluation.scoring import (
@@ -68,8 +72,16 @@ from constrained_unlearn.evaluation.scoring import (
     per_example_gradnorm,
     score_sequences,
 )
-from constrained_unlearn.evaluation.tofu import MissingSplitError
 from constrained_unlearn.llm.generation import generate_batched
+from constrained_unlearn.llm.tokenization import check_tokenization
+
+__all__ = [
+    "ALL_MUSE_METRICS",
+    "DEFAULT_MUSE_METRICS",
+    "MUSE_METRICS",
+    "MuseEvaluator",
+    "write_retrain_log",
+]
 
 DEFAULT_MUSE_METRICS: tuple[str, ...] = (
     "forget_verbmem_ROUGE",
@@ -92,16 +104,51 @@ ALL_MUSE_METRICS: tuple[str, ...] = (
     *MUSE_MIA_METRICS,
 )
 
-_NEEDS: dict[str, tuple[str, ...]] = {
-    "forget_verbmem_ROUGE": ("verbmem/forget",),
-    "extraction_strength": ("verbmem/forget",),
-    "exact_memorization": ("verbmem/forget",),
-    "forget_knowmem_ROUGE": ("knowmem/forget_qa", "knowmem/forget_qa_icl"),
-    "retain_knowmem_ROUGE": ("knowmem/retain_qa", "knowmem/retain_qa_icl"),
-    "privleak": ("privleak/forget", "privleak/holdout"),
-    **{m: ("privleak/forget", "privleak/holdout") for m in MUSE_MIA_METRICS},
-}
-_ALL_SPLITS: tuple[str, ...] = tuple(dict.fromkeys(s for v in _NEEDS.values() for s in v))
+_PRIVLEAK_SPLITS = ("privleak/forget", "privleak/holdout")
+
+
+def _table() -> dict[str, MetricSpec]:
+    """The MUSE metric table (see :mod:`.base`), in :data:`ALL_MUSE_METRICS` order."""
+    table: dict[str, MetricSpec] = {
+        "forget_verbmem_ROUGE": MetricSpec(
+            lambda ev, r: ev.verbmem(), data=("verbmem/forget",), generations=("verbmem",)
+        ),
+        "forget_knowmem_ROUGE": MetricSpec(
+            lambda ev, r: ev.knowmem("forget"),
+            data=("knowmem/forget_qa", "knowmem/forget_qa_icl"),
+            generations=("knowmem/forget",),
+        ),
+        "retain_knowmem_ROUGE": MetricSpec(
+            lambda ev, r: ev.knowmem("retain"),
+            data=("knowmem/retain_qa", "knowmem/retain_qa_icl"),
+            generations=("knowmem/retain",),
+        ),
+        "privleak": MetricSpec(
+            lambda ev, r: ev.privleak_metric(r), data=_PRIVLEAK_SPLITS, depends=("mia_min_k",)
+        ),
+        "extraction_strength": MetricSpec(
+            lambda ev, r: ev.memorization_metric("es"), data=("verbmem/forget",)
+        ),
+        "exact_memorization": MetricSpec(
+            lambda ev, r: ev.memorization_metric("em"), data=("verbmem/forget",)
+        ),
+    }
+    for attack in MUSE_MIA_METRICS:
+        table[attack] = MetricSpec(method_call("mia_metric", attack), data=_PRIVLEAK_SPLITS)
+    table["mia_reference"] = replace(
+        table["mia_reference"],
+        requires=(("reference_model", "reference_model= (the retrained model)"),),
+    )
+    assert set(table) == set(ALL_MUSE_METRICS)
+    return {m: table[m] for m in ALL_MUSE_METRICS}
+
+
+MUSE_METRICS: dict[str, MetricSpec] = _table()
+"""``{metric: MetricSpec}``: what each MUSE metric computes, reads and depends on."""
+
+_ALL_SPLITS: tuple[str, ...] = tuple(
+    dict.fromkeys(s for spec in MUSE_METRICS.values() for s in spec.data)
+)
 
 
 def _lookup(data: Mapping[str, Any], key: str) -> Any:
@@ -115,7 +162,12 @@ def _lookup(data: Mapping[str, Any], key: str) -> Any:
     return None
 
 
-class MuseEvaluator:
+def _rows(data: Mapping[str, Any], key: str) -> list[dict[str, Any]] | None:
+    rows = _lookup(data, key)
+    return None if rows is None else [dict(r) for r in rows]
+
+
+class MuseEvaluator(Evaluator):
     """Evaluate one causal LM on MUSE (see the module docstring).
 
     Args:
@@ -124,6 +176,9 @@ class MuseEvaluator:
         data: MUSE splits keyed ``"config/split"`` (or nested); only those the requested
             metrics read are required.
         convention: ``"open-unlearning"`` (default) or ``"muse-original"``.
+        tokenization: how a VerbMem prompt and its continuation are tokenised for extraction
+            strength: ``"joint"`` (one string, the prompt's length masked: open-unlearning's,
+            the default) or ``"separate"``. ``None``: the convention's.
         batch_size: prompts per generation batch and sequences per teacher-forced pass (8,
             as MUSE; MUSE documents are long).
         verbmem_max_new_tokens: VerbMem continuation budget (128).
@@ -135,11 +190,14 @@ class MuseEvaluator:
         retrain_auc_orientation: orientation of a numeric ``retrain_auc``:
             ``"muse-original"`` (→ 0 when memorised; the constants) or ``"open-unlearning"``.
         compat: ``"open-unlearning"`` accepts a retrain log without provenance (warning).
+        allow_self_reference: accept a retrain log made by the evaluated weights themselves
+            (refused by default; a warning when accepted).
         reference_model: second model for ``mia_reference``.
         metrics: metrics to compute (default :data:`DEFAULT_MUSE_METRICS`).
         model_id: the model's name in the report.
         seed: bootstrap seed (recorded).
-        progress: progress bars during generation.
+        progress: progress bars over the metrics and the generation batches (only when
+            stderr is a terminal).
 
     Raises:
         MissingSplitError: when a split a requested metric reads is absent.
@@ -147,6 +205,8 @@ class MuseEvaluator:
     """
 
     name = "MUSE"
+    METRICS = MUSE_METRICS
+    DEFAULT_METRICS = DEFAULT_MUSE_METRICS
 
     def __init__(
         self,
@@ -155,6 +215,7 @@ class MuseEvaluator:
         data: Mapping[str, Any],
         *,
         convention: Convention | str = Convention.OPEN_UNLEARNING,
+        tokenization: str | None = None,
         batch_size: int = 8,
         verbmem_max_new_tokens: int = 128,
         knowmem_max_new_tokens: int = 32,
@@ -162,6 +223,7 @@ class MuseEvaluator:
         retrain_auc: float | str | None = None,
         retrain_auc_orientation: str = "muse-original",
         compat: str | None = None,
+        allow_self_reference: bool = False,
         reference_model: Any = None,
         metrics: Sequence[str] | None = None,
         model_id: str | None = None,
@@ -171,6 +233,8 @@ class MuseEvaluator:
         self.settings = prov.evaluator_settings(
             "MUSE", convention, compat=compat, batch_size=batch_size
         )
+        if tokenization is not None:
+            self.settings = replace(self.settings, tokenization=check_tokenization(tokenization))
         self.convention = Convention(self.settings.convention)
         if retrain_logs is not None and retrain_auc is not None:
             raise ValueError("pass retrain_logs= or retrain_auc=, not both")
@@ -180,31 +244,24 @@ class MuseEvaluator:
                 "or 'open-unlearning'"
             )
         self.retrain_auc_ou = self._retrain_auc_ou(retrain_auc, retrain_auc_orientation)
-        requested = list(metrics) if metrics is not None else list(DEFAULT_MUSE_METRICS)
-        unknown = [m for m in requested if m not in ALL_MUSE_METRICS]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; known: {list(ALL_MUSE_METRICS)}")
-        if "mia_reference" in requested and reference_model is None:
-            raise ValueError("metric 'mia_reference' needs reference_model= (the retrained model)")
+        self.reference_model = reference_model
+        self.metrics = self.select_metrics(metrics)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.verbmem_max_new_tokens = verbmem_max_new_tokens
         self.knowmem_max_new_tokens = knowmem_max_new_tokens
         self.compat = compat
-        self.reference_model = reference_model
-        self.metrics = requested
+        self.allow_self_reference = allow_self_reference
         self.model_id = model_id
         self.seed = seed
         self.progress = progress
         self.mia_k = 0.4
         self._retrain_source = retrain_logs
         self._retrain_log: ReferenceLog | None = None
+        self.plan = self.expand(self.metrics)
 
-        needed: dict[str, str] = {}
-        for m in self._plan(requested):
-            for split in _NEEDS[m]:
-                needed.setdefault(split, m)
+        needed = self.data_needs(self.plan)
         missing = {s: m for s, m in needed.items() if _lookup(data, s) is None}
         if missing:
             split, metric = next(iter(missing.items()))
@@ -213,16 +270,8 @@ class MuseEvaluator:
                 f"available: {sorted(data)}. Load the MUSE configs (verbmem, knowmem, privleak) "
                 "or leave the metric out of metrics="
             )
-        self.rows: dict[str, list[dict[str, Any]]] = {}
-        for split in _ALL_SPLITS:
-            rows = _lookup(data, split)
-            if rows is not None:
-                self.rows[split] = [dict(r) for r in rows]
-        for split, metric in needed.items():
-            if not self.rows[split]:
-                raise MissingSplitError(f"data[{split!r}] is empty but {metric!r} needs its rows")
-        self._memo: dict[Any, Any] = {}
-        self._provenance: dict[str, Any] | None = None
+        self.load_rows(data, needed, _ALL_SPLITS, _rows)
+        self.memo: dict[Any, Any] = {}
 
     @staticmethod
     def _retrain_auc_ou(value: float | str | None, orientation: str) -> float | None:
@@ -240,26 +289,14 @@ class MuseEvaluator:
             raise ValueError(f"retrain_auc={auc} is not an AUC in [0, 1]")
         return 1.0 - auc if orientation == "muse-original" else auc
 
-    @staticmethod
-    def _plan(metrics: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        for m in metrics:
-            if m == "privleak" and "mia_min_k" not in out:
-                out.append("mia_min_k")
-            if m not in out:
-                out.append(m)
-        return out
-
     # ------------------------------------------------------------------ provenance
     def _retrain_log_loaded(self) -> ReferenceLog | None:
         if self._retrain_log is None and self._retrain_source is not None:
             self._retrain_log = load_reference_log(self._retrain_source, name=self.name)
         return self._retrain_log
 
-    def provenance(self) -> dict[str, Any]:
+    def build_provenance(self) -> dict[str, Any]:
         """This run's provenance (see :mod:`.provenance`)."""
-        if self._provenance is not None:
-            return self._provenance
         configs = {s: prov.data_fingerprint(r) for s, r in sorted(self.rows.items())}
         reference: dict[str, Any] = {}
         log = self._retrain_log_loaded()
@@ -269,17 +306,7 @@ class MuseEvaluator:
             reference["retrain_auc"] = self.retrain_auc_ou
         if self.reference_model is not None:
             reference["reference_model_sha256"] = prov.weights_hash(self.reference_model)
-        out = {
-            "evaluator": self.name,
-            "evaluator_version": prov.EVALUATOR_VERSION,
-            "library_version": prov.library_version(),
-            "convention": self.convention.value,
-            "convention_settings": self.settings.to_dict(),
-            "model": prov.model_identity(self.model, model_id=self.model_id),
-            "tokenizer": {
-                "name_or_path": str(getattr(self.tokenizer, "name_or_path", "") or ""),
-                "fingerprint": prov.tokenizer_fingerprint(self.tokenizer),
-            },
+        fields = {
             "template": {"kind": "raw text / few-shot Question-Answer"},
             "data": {
                 "forget_split": "privleak/forget",
@@ -305,19 +332,34 @@ class MuseEvaluator:
                 "mia_k": self.mia_k,
                 "mia_max_tokens": self.settings.mia_max_tokens,
                 "verbmem_insert_space": self._insert_space,
+                "tokenization": self.settings.tokenization,
             },
             "reference": reference,
-            "seed": self.seed,
-            "environment": prov.environment(),
         }
-        self._provenance = prov.finalise(out)
-        return self._provenance
+        return prov.evaluator_provenance(self, fields)
 
     @property
     def _insert_space(self) -> bool:
         return self.convention is Convention.OPEN_UNLEARNING
 
     # ------------------------------------------------------------------ intermediates
+    def generation_group(self, key: str) -> str:
+        return key.split("/")[0]
+
+    def generate_sets(self, group: str, keys: Sequence[str]) -> dict[str, list[str]]:
+        """VerbMem continuations, or the KnowMem answers of both sides in one call."""
+        if group == "verbmem":
+            prompts = [str(r["prompt"]) for r in self.rows["verbmem/forget"]]
+            return {"verbmem": self._gen(prompts, self.verbmem_max_new_tokens, ())}
+        flat: list[str] = []
+        spans = {}
+        for key in keys:
+            p, _ = self._knowmem_prompts(key.split("/")[1])
+            spans[key] = (len(flat), len(flat) + len(p))
+            flat.extend(p)
+        texts = self._gen(flat, self.knowmem_max_new_tokens, KNOWMEM_STOP_STRINGS)
+        return {key: texts[lo:hi] for key, (lo, hi) in spans.items()}
+
     def _gen(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str]) -> list[str]:
         texts = generate_batched(
             self.model,
@@ -337,65 +379,46 @@ class MuseEvaluator:
         prompts = [build_knowmem_prompt(str(r["question"]), icl) for r in rows]
         return prompts, [str(r["answer"]) for r in rows]
 
-    def _knowmem_generations(self, side: str) -> list[str]:
-        key = ("knowmem", side)
-        if key not in self._memo:
-            sides = [
-                s
-                for s in ("forget", "retain")
-                if f"{s}_knowmem_ROUGE" in self._active and ("knowmem", s) not in self._memo
-            ]
-            sides = list(dict.fromkeys([side, *sides]))
-            prompts: list[str] = []
-            spans = {}
-            for s in sides:
-                p, _ = self._knowmem_prompts(s)
-                spans[s] = (len(prompts), len(prompts) + len(p))
-                prompts.extend(p)
-            texts = self._gen(prompts, self.knowmem_max_new_tokens, KNOWMEM_STOP_STRINGS)
-            for s, (lo, hi) in spans.items():
-                self._memo[("knowmem", s)] = texts[lo:hi]
-        return self._memo[key]
-
     def _verbmem_sequences(self) -> list[ScoredSequence]:
         key = ("verbmem_sequences",)
-        if key not in self._memo:
-            self._memo[key] = [
+        if key not in self.memo:
+            self.memo[key] = [
                 encode_text(
                     self.tokenizer,
                     str(r["gt"]),
                     prefix=str(r["prompt"]),
                     insert_space=self._insert_space,
                     max_target_tokens=self.settings.mia_max_tokens,
+                    tokenization=self.settings.tokenization,  # type: ignore[arg-type]
                 )
                 for r in self.rows["verbmem/forget"]
             ]
-        return self._memo[key]
+        return self.memo[key]
 
     def _privleak_sequences(self, side: str) -> list[ScoredSequence]:
         key = ("privleak_sequences", side)
-        if key not in self._memo:
-            self._memo[key] = [
+        if key not in self.memo:
+            self.memo[key] = [
                 encode_text(
                     self.tokenizer, str(r["text"]), max_target_tokens=self.settings.mia_max_tokens
                 )
                 for r in self.rows[f"privleak/{side}"]
             ]
-        return self._memo[key]
+        return self.memo[key]
 
     def _stats(self, what: str, model: Any = None) -> Any:
         key = ("stats", what, model is not None)
-        if key not in self._memo:
+        if key not in self.memo:
             sequences = (
                 self._verbmem_sequences() if what == "verbmem" else self._privleak_sequences(what)
             )
-            self._memo[key] = score_sequences(
+            self.memo[key] = score_sequences(
                 model if model is not None else self.model,
                 sequences,
                 batch_size=self.batch_size,
                 pad_token_id=self._pad_id,
             )
-        return self._memo[key]
+        return self.memo[key]
 
     @property
     def _pad_id(self) -> int:
@@ -413,11 +436,12 @@ class MuseEvaluator:
         metric["score_scale"] = scale
         return metric
 
-    def _verbmem(self) -> dict[str, Any]:
+    def verbmem(self) -> dict[str, Any]:
+        """``forget_verbmem_ROUGE``: ROUGE-L F1 of the greedy continuations."""
         rows = self.rows["verbmem/forget"]
         prompts = [str(r["prompt"]) for r in rows]
         refs = [str(r["gt"]) for r in rows]
-        gens = self._gen(prompts, self.verbmem_max_new_tokens, ())
+        gens = self.generations("verbmem")
         f1 = verbmem_scores(gens, refs, convention=self.convention, tokenizer=self.tokenizer)
         items = [
             {"rougeL_f1": float(f), "input": p, "ground_truth": r, "generation": g}
@@ -426,9 +450,10 @@ class MuseEvaluator:
         metric = {"agg_value": nanmean(f1), "value_by_index": by_index(items)}
         return self._scaled(with_bootstrap(metric, f1, seed=self.seed))
 
-    def _knowmem(self, side: str) -> dict[str, Any]:
+    def knowmem(self, side: str) -> dict[str, Any]:
+        """``<side>_knowmem_ROUGE``: ROUGE-L F1 of the few-shot answers."""
         prompts, answers = self._knowmem_prompts(side)
-        gens = self._knowmem_generations(side)
+        gens = self.generations(f"knowmem/{side}")
         f1 = knowmem_scores(gens, answers, convention=self.convention)
         items = [
             {
@@ -442,19 +467,19 @@ class MuseEvaluator:
         metric = {"agg_value": nanmean(f1), "value_by_index": by_index(items)}
         return self._scaled(with_bootstrap(metric, f1, seed=self.seed))
 
-    def _memorisation(self, kind: str) -> dict[str, Any]:
-        correct = self._stats("verbmem").drop_last().correct
-        return memorisation_result(
-            correct, kind, es_ou_quirk=self.settings.es_ou_quirk, seed=self.seed
-        )
+    def memorization_stats(self) -> Any:
+        return self._stats("verbmem")
 
-    def _privleak_texts(self, side: str) -> list[str]:
-        return [str(r["text"]) for r in self.rows[f"privleak/{side}"]]
+    def mia_inputs(self, side: str) -> tuple[Any, Any]:
+        def texts() -> list[str]:
+            return [str(r["text"]) for r in self.rows[f"privleak/{side}"]]
 
-    def _reference_mean_nll(self, side: str) -> Any:
+        return self._stats(side), texts
+
+    def mia_reference_nll(self, side: str) -> Any:
         return self._stats(side, self.reference_model).mean_nll()
 
-    def _privleak_gradnorm(self, side: str) -> Any:
+    def mia_gradnorm(self, side: str) -> Any:
         return per_example_gradnorm(
             self.model,
             self._privleak_sequences(side),
@@ -462,23 +487,13 @@ class MuseEvaluator:
             pad_token_id=self._pad_id,
         )
 
-    def _mia(self, attack: str) -> dict[str, Any]:
-        scores = {
-            side: side_scores(
-                attack,
-                self._stats(side),
-                self.mia_k,
-                texts=functools.partial(self._privleak_texts, side),
-                reference_nll=functools.partial(self._reference_mean_nll, side),
-                gradnorm=functools.partial(self._privleak_gradnorm, side),
-            )
-            for side in ("forget", "holdout")
-        }
-        out = mia_result(scores)
+    def mia_metric(self, attack: str) -> dict[str, Any]:
+        out = super().mia_metric(attack)
         out["auc_muse"] = 1.0 - out["auc"]
         return out
 
-    def _privleak(self, results: Mapping[str, Any]) -> dict[str, Any]:
+    def privleak_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """PrivLeak against the retrained model's Min-K% AUC."""
         auc = float(results["mia_min_k"]["agg_value"])
         retrain = self._retrain_reference()
         assert retrain is not None
@@ -495,7 +510,7 @@ class MuseEvaluator:
         log = self._retrain_log_loaded()
         return None if log is None else log.mia_min_k_auc
 
-    def _check_retrain(self, plan: Sequence[str]) -> None:
+    def check_references(self, plan: Sequence[str]) -> None:
         if "privleak" not in plan:
             return
         if self.retrain_auc_ou is not None:
@@ -507,6 +522,13 @@ class MuseEvaluator:
                 "MUSE_EVAL.json), retrain_auc= (a number, or 'news'/'books' for the original "
                 "MUSE constants), or evaluate(skip_privleak=True)"
             )
+        prov.check_not_self_reference(
+            self.provenance(),
+            log.provenance,
+            source=log.source,
+            allow=self.allow_self_reference,
+            option="allow_self_reference=True",
+        )
         prov.check_reference_log(
             self.provenance(),
             log.provenance,
@@ -516,19 +538,6 @@ class MuseEvaluator:
         )
         if log.mia_min_k_auc is None:
             raise ValueError(f"{log.source} has no mia_min_k.agg_value; privleak needs it")
-
-    def _compute(self, metric: str, results: dict[str, Any]) -> dict[str, Any]:
-        table: dict[str, Callable[[], dict[str, Any]]] = {
-            "forget_verbmem_ROUGE": self._verbmem,
-            "forget_knowmem_ROUGE": lambda: self._knowmem("forget"),
-            "retain_knowmem_ROUGE": lambda: self._knowmem("retain"),
-            "extraction_strength": lambda: self._memorisation("es"),
-            "exact_memorization": lambda: self._memorisation("em"),
-            "privleak": lambda: self._privleak(results),
-        }
-        if metric in MUSE_MIA_METRICS:
-            return self._mia(metric)
-        return table[metric]()
 
     def evaluate(
         self,
@@ -549,24 +558,12 @@ class MuseEvaluator:
             ``{metric: {...}, ..., "provenance": {...}}``.
 
         Raises:
-            ValueError: privleak without a retrained-model reference.
+            ValueError: privleak without a retrained-model reference, or with a log made by
+                the evaluated weights themselves.
             ProvenanceMismatchError: a retrain log made under other settings.
         """
         top_level = [m for m in self.metrics if not (skip_privleak and m == "privleak")]
-        plan = self._plan(top_level)
-        self._active = plan
-        self._memo = {}
-        self._provenance = None
-        self._check_retrain(plan)
-        return run_metrics(
-            plan,
-            self._compute,
-            name=self.name,
-            provenance=self.provenance(),
-            top_level=top_level,
-            output_dir=output_dir,
-            overwrite=overwrite,
-        )
+        return self.run(top_level, output_dir, overwrite=overwrite)
 
 
 def write_retrain_log(
@@ -586,11 +583,3 @@ def write_retrain_log(
         metrics.append("mia_min_k")
     evaluator = MuseEvaluator(retrain_model, tokenizer, data, metrics=metrics, **kwargs)
     return evaluator.evaluate(output_dir, skip_privleak=True)
-
-
-__all__ = [
-    "ALL_MUSE_METRICS",
-    "DEFAULT_MUSE_METRICS",
-    "MuseEvaluator",
-    "write_retrain_log",
-]

@@ -235,6 +235,7 @@ REFERENCE_SETTINGS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("question column", ("data", "question_key")),
         ("number of questions", ("data", "max_questions")),
         ("max sequence length", ("scoring", "max_length")),
+        ("tokenization", ("scoring", "tokenization")),
     ),
 }
 REFERENCE_SETTINGS["privleak"] = REFERENCE_SETTINGS["forget_quality"] + (
@@ -293,6 +294,72 @@ def check_reference_log(
             )
 
 
+def check_not_self_reference(
+    current: Mapping[str, Any],
+    reference: Mapping[str, Any] | None,
+    *,
+    source: str = "retain log",
+    allow: bool = False,
+    option: str = "allow_self_reference=True",
+) -> None:
+    """Refuse a reference log made by the very weights under evaluation.
+
+    A model compared with its own log gets forget quality 1 (the KS test of a sample against
+    itself) and privleak 0 by construction, which reads as perfect unlearning. The log's
+    ``model.weights_sha256`` is compared with this run's.
+
+    Args:
+        current: this run's provenance.
+        reference: the log's provenance (``None``: an open-unlearning log, nothing to check).
+        source: how to name the log in messages.
+        allow: accept it anyway (a ``UserWarning`` says so): e.g. to check the evaluator.
+        option: the keyword that sets ``allow``, named in the message.
+
+    Raises:
+        ValueError: when the hashes are equal and ``allow`` is false.
+    """
+    if reference is None:
+        return
+    mine = _get(current, ("model", "weights_sha256"))
+    theirs = _get(reference, ("model", "weights_sha256"))
+    if mine is None or mine != theirs:
+        return
+    message = (
+        f"{source} was made by the very weights under evaluation (weights_sha256 "
+        f"{str(mine)[:12]}…): forget quality would be 1 and privleak 0 by construction"
+    )
+    if not allow:
+        raise ValueError(
+            f"{message}. Pass the log of the retain (or retrained) model, made with "
+            f"write_retain_log / write_retrain_log, or {option} to compare a model with "
+            "itself on purpose"
+        )
+    warnings.warn(f"{message}; accepted because {option}", UserWarning, stacklevel=3)
+
+
+def evaluator_provenance(evaluator: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance block every evaluator writes: the shared header (evaluator, versions,
+    convention and its settings, model identity with weights hash, tokenizer fingerprint,
+    seed, environment) plus the evaluator's own ``fields`` (template, data, generation,
+    scoring, reference), finalised (:func:`finalise`)."""
+    out: dict[str, Any] = {
+        "evaluator": evaluator.name,
+        "evaluator_version": EVALUATOR_VERSION,
+        "library_version": library_version(),
+        "convention": evaluator.convention.value,
+        "convention_settings": evaluator.settings.to_dict(),
+        "model": model_identity(evaluator.model, model_id=evaluator.model_id),
+        "tokenizer": {
+            "name_or_path": str(getattr(evaluator.tokenizer, "name_or_path", "") or ""),
+            "fingerprint": tokenizer_fingerprint(evaluator.tokenizer),
+        },
+        **fields,
+        "seed": evaluator.seed,
+        "environment": environment(),
+    }
+    return finalise(out)
+
+
 def _short(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, sort_keys=True, default=_json_default)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -311,7 +378,9 @@ __all__ = [
     "REFERENCE_SETTINGS",
     "ProvenanceMismatchError",
     "cache_matches",
+    "check_not_self_reference",
     "check_reference_log",
+    "evaluator_provenance",
     "data_fingerprint",
     "describe_differences",
     "environment",

@@ -1,7 +1,7 @@
 """Evaluation reports in open-unlearning's shape, with provenance and bootstrap intervals.
 
-Per run folder and evaluator ``NAME`` (``TOFU``, ``MUSE``) two files are (re)written after every
-metric, so an interrupted run resumes:
+Per run folder and evaluator ``NAME`` (``TOFU``, ``MUSE``) two files are (re)written during the
+run (at most every ``CHECKPOINT_SECONDS``) and at its end, so an interrupted run resumes:
 
 ``<NAME>_EVAL.json``
     every metric, pre-computes included, keys sorted, each shaped
@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from constrained_unlearn.evaluation.metrics import bootstrap_ci
 NON_METRIC_KEYS = ("provenance", "bootstrap_ci")
 CI_CONFIDENCE = 0.95
 CI_RESAMPLES = 1000
+CHECKPOINT_SECONDS = 5.0
+"""Minimum time between two report writes during a run (the last write is at the end)."""
 
 
 def to_jsonable(value: Any) -> Any:
@@ -169,7 +172,9 @@ def run_metrics(
 
     ``compute(metric, results)`` returns one metric's dict; ``results`` holds every metric
     computed (or reused) before it, so a metric can read its pre-computes. With an
-    ``output_dir`` both reports are rewritten after each metric (an interrupted run resumes).
+    ``output_dir`` both reports are rewritten after a metric when :data:`CHECKPOINT_SECONDS`
+    have passed since the last write, and at the end (an interrupted run resumes from the
+    last write).
 
     Reuse rule: metrics stored in ``<NAME>_EVAL.json`` are reused only when the file's
     ``provenance.cache_key`` equals this run's (same weights hash and settings) and
@@ -202,17 +207,47 @@ def run_metrics(
                     UserWarning,
                     stacklevel=3,
                 )
+    last_write = time.monotonic()
     for metric in plan:
         if metric in results:
             continue
         results[metric] = to_jsonable(compute(metric, results))
-        if output_dir is not None:
+        # checkpoint the reports when the work since the last write is worth keeping (the
+        # files grow with every metric: rewriting them after each cheap one costs more than
+        # the metric itself)
+        if output_dir is not None and time.monotonic() - last_write >= CHECKPOINT_SECONDS:
             write_report(output_dir, name, results, provenance, top_level)
+            last_write = time.monotonic()
     if output_dir is not None:
         write_report(output_dir, name, results, provenance, top_level)
     out = {k: results[k] for k in plan}
     out["provenance"] = dict(provenance)
     return out
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """A metric value for people: ``digits`` decimals, or scientific notation with
+    ``digits − 1`` significant digits when it is non-zero and below ``10^-(digits-1)`` in
+    magnitude (forget quality p-values such as ``8.45e-11``); ``nan`` / ``inf`` as such,
+    non-numbers as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        return str(value)
+    x = float(value)
+    if not math.isfinite(x):
+        return str(x)
+    if x != 0.0 and abs(x) < 10.0 ** -(digits - 1):
+        return f"{x:.{max(0, digits - 2)}e}"
+    return f"{x:.{digits}f}"
+
+
+def format_summary(results: Mapping[str, Any], *, digits: int = 4, width: int = 32) -> str:
+    """One line per metric of ``results`` that has an ``agg_value``: its name padded to
+    ``width`` and the value rounded by :func:`format_number` (what ``eval`` prints)."""
+    lines = []
+    for key, value in results.items():
+        if isinstance(value, Mapping) and "agg_value" in value:
+            lines.append(f"{key:{width}s} {format_number(value['agg_value'], digits)}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -304,6 +339,8 @@ __all__ = [
     "NON_METRIC_KEYS",
     "ReferenceLog",
     "by_index",
+    "format_number",
+    "format_summary",
     "load_reference_log",
     "nanmean",
     "read_report",

@@ -30,7 +30,12 @@ import torch
 from constrained_unlearn.evaluation.metrics import TokenStats, gradnorm_scores
 from constrained_unlearn.evaluation.metrics.token_stats import token_statistics
 from constrained_unlearn.llm.collate import pad_collate
-from constrained_unlearn.llm.tokenization import PromptTemplate, encode_qa
+from constrained_unlearn.llm.tokenization import (
+    PromptTemplate,
+    Tokenization,
+    encode_prompt,
+    encode_qa,
+)
 from constrained_unlearn.losses.masking import IGNORE_INDEX, next_token_alignment
 
 
@@ -200,10 +205,21 @@ def encode_pair(
     *,
     template: PromptTemplate,
     max_length: int,
+    tokenization: Tokenization = "separate",
+    prompt_ids: Sequence[int] | None = None,
 ) -> ScoredSequence:
-    """A QA pair as a :class:`ScoredSequence` (prompt and answer tokenised separately, EOS
-    appended and scored; see :func:`~constrained_unlearn.llm.tokenization.encode_qa`)."""
-    encoded = encode_qa(tokenizer, question, answer, template=template, max_length=max_length)
+    """A QA pair as a :class:`ScoredSequence` (EOS appended and scored): prompt and answer
+    tokenised separately, or as one string with the prompt's length masked (``"joint"``, as
+    open-unlearning); see :func:`~constrained_unlearn.llm.tokenization.encode_qa`."""
+    encoded = encode_qa(
+        tokenizer,
+        question,
+        answer,
+        template=template,
+        max_length=max_length,
+        tokenization=tokenization,
+        prompt_ids=prompt_ids,
+    )
     return ScoredSequence(input_ids=encoded.input_ids, prompt_length=encoded.prompt_length)
 
 
@@ -214,19 +230,27 @@ def encode_text(
     prefix: str = "",
     insert_space: bool = False,
     max_target_tokens: int | None = None,
+    tokenization: Tokenization = "joint",
 ) -> ScoredSequence:
     """A text continuation as open-unlearning's pretraining instances encode it.
 
-    ``ids = tokenizer(prefix + (" " if insert_space else "") + text)`` with special tokens
-    (BOS), the first ``len(tokenizer(prefix))`` ids are context (at least one), the rest is
-    scored, cut to ``max_target_tokens`` (``None``: whole text). No EOS is appended. Used for
-    MUSE's privleak documents (empty prefix) and VerbMem prompts/continuations.
+    ``"joint"`` (default, open-unlearning's): ``ids = tokenizer(prefix + (" " if insert_space
+    else "") + text)`` with special tokens (BOS), the first ``len(tokenizer(prefix))`` ids are
+    context (at least one), the rest is scored. ``"separate"``: ``tokenizer(prefix)`` followed
+    by the continuation tokenised alone, so every continuation token is scored. The scored part
+    is cut to ``max_target_tokens`` (``None``: whole text). No EOS is appended. Used for MUSE's
+    privleak documents (empty prefix) and VerbMem prompts/continuations.
 
     Raises:
         ValueError: if nothing is left to score (empty text).
     """
-    full = list(tokenizer(prefix + (" " if insert_space else "") + text)["input_ids"])
-    prefix_len = max(1, len(tokenizer(prefix)["input_ids"]))
+    continuation = (" " if insert_space else "") + text
+    prefix_ids = list(tokenizer(prefix)["input_ids"])
+    if tokenization == "separate" and prefix:
+        full = prefix_ids + list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
+    else:
+        full = list(tokenizer(prefix + continuation)["input_ids"])
+    prefix_len = max(1, len(prefix_ids))
     if max_target_tokens is not None:
         full = full[: prefix_len + max_target_tokens]
     if len(full) <= prefix_len:
@@ -308,6 +332,7 @@ def score_question_set(
     template: PromptTemplate | None = None,
     batch_size: int = 32,
     max_length: int = 512,
+    tokenization: Tokenization = "separate",
 ) -> dict[str, ColumnScores]:
     """Score every answer of every column of a question set in one batched pass.
 
@@ -323,12 +348,23 @@ def score_question_set(
         template: prompt format (plain ``Question: …\\nAnswer: `` by default).
         batch_size: sequences per forward pass.
         max_length: maximum sequence length (the prompt is cut from the left beyond it).
+        tokenization: ``"separate"`` (default) or ``"joint"`` (open-unlearning's).
 
     Returns:
         ``{column: ColumnScores}``.
     """
     template = template if template is not None else PromptTemplate()
     sequences: list[ScoredSequence] = []
+    prompt_cache: dict[str, list[int]] = {}  # every answer variant of a question shares it
+
+    def prompt_ids_of(question: str) -> list[int]:
+        if question not in prompt_cache:
+            prompt = template.format_prompt(tokenizer, question)
+            prompt_cache[question] = encode_prompt(
+                tokenizer, prompt, add_special_tokens=template.adds_special_tokens
+            )
+        return prompt_cache[question]
+
     layout: dict[str, tuple[list[int], bool]] = {}
     for column in columns:
         offsets = [0]
@@ -340,14 +376,17 @@ def score_question_set(
                 )
             answers, row_is_list = _answers_of(row, column, i)
             is_list = is_list or row_is_list
+            question = str(row[question_key])
             for answer in answers:
                 sequences.append(
                     encode_pair(
                         tokenizer,
-                        str(row[question_key]),
+                        question,
                         answer,
                         template=template,
                         max_length=max_length,
+                        tokenization=tokenization,
+                        prompt_ids=prompt_ids_of(question),
                     )
                 )
             offsets.append(offsets[-1] + len(answers))

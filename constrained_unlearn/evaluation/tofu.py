@@ -43,15 +43,20 @@ model utility an error that names the component: a malformed row never hides in 
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from constrained_unlearn.evaluation import provenance as prov
-from constrained_unlearn.evaluation.attacks import memorisation_result, mia_result, side_scores
+from constrained_unlearn.evaluation.base import (
+    Evaluator,
+    MetricSpec,
+    MissingSplitError,
+    method_call,
+)
 from constrained_unlearn.evaluation.classifier import classifier_probabilities
 from constrained_unlearn.evaluation.metrics import (
     MODEL_UTILITY_COMPONENTS,
@@ -71,7 +76,6 @@ from constrained_unlearn.evaluation.report import (
     by_index,
     load_reference_log,
     nanmean,
-    run_metrics,
     to_jsonable,
     with_bootstrap,
 )
@@ -81,8 +85,20 @@ from constrained_unlearn.evaluation.scoring import (
     per_example_gradnorm,
     score_question_set,
 )
-from constrained_unlearn.llm.generation import generate_batched
-from constrained_unlearn.llm.tokenization import PromptTemplate, encode_prompt
+from constrained_unlearn.llm.generation import default_max_new_tokens, generate_batched
+from constrained_unlearn.llm.tokenization import PromptTemplate, check_tokenization, encode_prompt
+
+__all__ = [
+    "ALL_TOFU_METRICS",
+    "DEFAULT_TOFU_METRICS",
+    "EVALUATION_SETS",
+    "MissingSplitError",
+    "OPTIONAL_TOFU_METRICS",
+    "TofuEvaluator",
+    "UTILITY_COMPONENTS",
+    "required_configs",
+    "write_retain_log",
+]
 
 DEFAULT_TOFU_METRICS: tuple[str, ...] = (
     "forget_Q_A_Prob",
@@ -115,56 +131,110 @@ ALL_TOFU_METRICS: tuple[str, ...] = DEFAULT_TOFU_METRICS + tuple(
     m for m in OPTIONAL_TOFU_METRICS if m not in DEFAULT_TOFU_METRICS
 )
 
-# pre-computes each metric needs (computed first, written to the EVAL file as well)
-_DEPENDS: dict[str, tuple[str, ...]] = {
-    "forget_quality": ("forget_truth_ratio",),
-    "model_utility": UTILITY_COMPONENTS,
-    "privleak": ("mia_min_k",),
-}
-
-# evaluation sets: prefix → (config name or None for the forget split, columns scored)
-_SETS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+EVALUATION_SETS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "forget": (None, ("answer", "paraphrased_answer", "perturbed_answer")),
     "retain": ("retain_perturbed", ("answer", "paraphrased_answer", "perturbed_answer")),
     "ra": ("real_authors_perturbed", ("answer", "perturbed_answer")),
     "wf": ("world_facts_perturbed", ("answer", "perturbed_answer")),
 }
+"""Question sets: key → (TOFU config, ``None`` for the forget split; answer columns scored).
+The data key ``"holdout"`` (MIA non-members) is the ``holdout_split`` config."""
 
 
-class MissingSplitError(ValueError):
-    """A TOFU config the requested metrics need is absent from ``data``."""
+def _table() -> dict[str, MetricSpec]:
+    """The TOFU metric table (see :mod:`.base`), in :data:`ALL_TOFU_METRICS` order."""
+    mia = ("forget", "holdout")
+    table: dict[str, MetricSpec] = {
+        "forget_Q_A_Prob": MetricSpec(lambda ev, r: ev.prob("forget"), data=("forget",)),
+        "forget_Q_A_ROUGE": MetricSpec(
+            lambda ev, r: ev.rouge("forget"), data=("forget",), generations=("forget",)
+        ),
+        "forget_truth_ratio": MetricSpec(
+            lambda ev, r: ev.truth_ratio("forget", "closer_to_1_better"), data=("forget",)
+        ),
+        "forget_quality": MetricSpec(
+            lambda ev, r: ev.forget_quality_metric(r),
+            data=("forget",),
+            depends=("forget_truth_ratio",),
+        ),
+        "model_utility": MetricSpec(
+            lambda ev, r: ev.model_utility_metric(r),
+            data=("retain", "ra", "wf"),
+            depends=UTILITY_COMPONENTS,
+        ),
+        "privleak": MetricSpec(
+            lambda ev, r: ev.privleak_metric(r), data=mia, depends=("mia_min_k",)
+        ),
+        "extraction_strength": MetricSpec(
+            lambda ev, r: ev.memorization_metric("es"), data=("forget",)
+        ),
+        "exact_memorization": MetricSpec(
+            lambda ev, r: ev.memorization_metric("em"), data=("forget",)
+        ),
+        "forget_Q_A_gibberish": MetricSpec(
+            lambda ev, r: ev.gibberish(),
+            data=("forget",),
+            generations=("forget",),
+            requires=(
+                (
+                    "classifier",
+                    "classifier=(model, tokenizer) of a gibberish detector (class 0 = clean text)",
+                ),
+            ),
+        ),
+    }
+    for attack in MIA_METRICS:
+        table[attack] = MetricSpec(method_call("mia_metric", attack), data=mia)
+    table["mia_reference"] = replace(
+        table["mia_reference"],
+        requires=(("reference_model", "reference_model= (e.g. the retain model)"),),
+    )
+    for prefix in ("retain", "ra", "wf"):
+        prob = f"{prefix}_Q_A_Prob" if prefix == "retain" else f"{prefix}_Q_A_Prob_normalised"
+        table[prob] = MetricSpec(
+            method_call("prob" if prefix == "retain" else "prob_normalised", prefix),
+            data=(prefix,),
+        )
+        table[f"{prefix}_Q_A_ROUGE"] = MetricSpec(
+            method_call("rouge", prefix), data=(prefix,), generations=(prefix,)
+        )
+        table[f"{prefix}_Truth_Ratio"] = MetricSpec(
+            method_call("truth_ratio", prefix, "true_better"), data=(prefix,)
+        )
+    assert set(table) == set(ALL_TOFU_METRICS)
+    return {m: table[m] for m in ALL_TOFU_METRICS}
 
 
-def _needed_configs(metrics: Sequence[str], forget: str, holdout: str) -> dict[str, str]:
-    """``{config: reason}`` of the data configs the metrics read."""
-    need: dict[str, str] = {}
-    for m in metrics:
-        if m.startswith("forget_") or m in ("extraction_strength", "exact_memorization"):
-            need.setdefault(forget, m)
-        if m in MIA_METRICS or m == "privleak":
-            need.setdefault(forget, m)
-            need.setdefault(holdout, m)
-        if m.startswith(("retain_", "ra_", "wf_")) or m == "model_utility":
-            prefix = "retain" if m == "model_utility" else m.split("_")[0]
-            prefixes = ("retain", "ra", "wf") if m == "model_utility" else (prefix,)
-            for p in prefixes:
-                need.setdefault(str(_SETS[p][0]), m)
-    return need
+TOFU_METRICS: dict[str, MetricSpec] = _table()
+"""``{metric: MetricSpec}``: what each TOFU metric computes, reads and depends on."""
 
 
-def _expand(metrics: Sequence[str]) -> list[str]:
-    """Requested metrics with their pre-computes first, each once, in a stable order."""
-    out: list[str] = []
+def _config_of(key: str, forget_config: str, holdout: str) -> str:
+    if key == "forget":
+        return forget_config
+    if key == "holdout":
+        return holdout
+    return str(EVALUATION_SETS[key][0])
 
-    def add(m: str) -> None:
-        for dep in _DEPENDS.get(m, ()):
-            add(dep)
-        if m not in out:
-            out.append(m)
 
-    for m in metrics:
-        add(m)
-    return out
+def required_configs(
+    metrics: Sequence[str] | None = None,
+    *,
+    forget_split: str = "forget10",
+    holdout_split: str = "holdout10",
+) -> list[str]:
+    """The TOFU configs an evaluation of ``metrics`` (default suite) reads, in plan order.
+
+    Load only these (e.g. ``{c: load_tofu(c, source) for c in required_configs(...)}``): the
+    evaluator needs nothing else."""
+    forget_config = f"{forget_split.removesuffix('_perturbed')}_perturbed"
+    chosen = list(metrics) if metrics is not None else list(DEFAULT_TOFU_METRICS)
+    unknown = [m for m in chosen if m not in TOFU_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {list(ALL_TOFU_METRICS)}")
+    plan = TofuEvaluator.expand(chosen)
+    keys = TofuEvaluator.data_needs(plan)
+    return list(dict.fromkeys(_config_of(k, forget_config, holdout_split) for k in keys))
 
 
 def _rows_of(data: Mapping[str, Any], config: str) -> list[dict[str, Any]]:
@@ -174,28 +244,39 @@ def _rows_of(data: Mapping[str, Any], config: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-class TofuEvaluator:
+class TofuEvaluator(Evaluator):
     """Evaluate one causal LM on TOFU (open-unlearning's suite; see the module docstring).
 
     Args:
         model: a Hugging Face causal LM (any device; left as it was found).
         tokenizer: its tokenizer, with a pad token (``llm.ensure_pad_token``).
-        data: ``{config name: rows}``; rows are dicts (or a ``datasets.Dataset``).
+        data: ``{config name: rows}``; rows are dicts (or a ``datasets.Dataset``). Only the
+            configs of :func:`required_configs` are needed.
         forget_split: ``"forget01"``, ``"forget05"`` or ``"forget10"``; the evaluator reads
             ``<forget_split>_perturbed``.
         holdout_split: MIA non-members (``"holdout10"`` pairs with ``"forget10"``).
         template: prompt format (plain ``Question: …\\nAnswer: `` by default; use
             ``PromptTemplate(kind="chat", …)`` for chat models).
         batch_size: sequences per teacher-forced pass and prompts per generation batch.
-        max_new_tokens: greedy budget (200). Under ``convention="tofu-original"`` it is the
-            budget of prompt + generation, as in the original TOFU code.
+        max_new_tokens: greedy budget. ``None`` (default): what fits the model's context,
+            ``min(200, max_position_embeddings − longest prompt of the set)`` (200 when the
+            config gives no context length). Under ``convention="tofu-original"`` it is the
+            budget of prompt + generation (``None``: 200), as in the original TOFU code.
         max_length: maximum scored sequence length (prompts are cut from the left).
         convention: ``"open-unlearning"`` (default) or ``"tofu-original"`` (first 300 rows of
             every split, total-length budget, exact ES formula).
+        tokenization: how teacher-forced (question, answer) pairs are tokenised: ``"joint"``
+            (one string, the first ``len(tokenize(prompt))`` ids masked, as open-unlearning
+            and the original TOFU code; the default of both conventions) or ``"separate"``
+            (prompt and answer apart: the library's training encoding, the right choice for a
+            model trained with ``QADataset``'s default). ``None``: the convention's.
         retain_logs: the retain model's log for forget quality and privleak: a
             ``TOFU_EVAL.json`` path, a folder holding one, or the loaded dict.
         compat: ``"open-unlearning"`` accepts a retain log without provenance (an
             open-unlearning log), with a warning.
+        allow_self_reference: accept a retain log made by the very weights under evaluation
+            (refused by default: forget quality would be 1 and privleak 0 by construction);
+            a warning is raised when it happens.
         reference_model: a second model (e.g. the retain model) for ``mia_reference``.
         metrics: top-level metrics to compute (default :data:`DEFAULT_TOFU_METRICS`; add e.g.
             ``"exact_memorization"`` or ``"mia_loss"`` to the list).
@@ -204,15 +285,18 @@ class TofuEvaluator:
         model_id: the model's name in the report (default: ``config._name_or_path``).
         seed: seed of the bootstrap intervals (recorded).
         classifier: ``(model, tokenizer)`` of a text classifier for ``forget_Q_A_gibberish``.
-        progress: show progress bars during generation.
+        progress: progress bars over the metrics and the generation batches (only when
+            stderr is a terminal).
 
     Raises:
         MissingSplitError: when ``data`` lacks a config a requested metric reads.
-        ValueError: on an unknown metric or convention, or ``mia_reference`` without a
-            reference model.
+        ValueError: on an unknown metric, convention or tokenization, or ``mia_reference``
+            without a reference model.
     """
 
     name = "TOFU"
+    METRICS = TOFU_METRICS
+    DEFAULT_METRICS = DEFAULT_TOFU_METRICS
 
     def __init__(
         self,
@@ -224,11 +308,13 @@ class TofuEvaluator:
         holdout_split: str = "holdout10",
         template: PromptTemplate | None = None,
         batch_size: int = 32,
-        max_new_tokens: int = 200,
+        max_new_tokens: int | None = None,
         max_length: int = 512,
         convention: Convention | str = Convention.OPEN_UNLEARNING,
+        tokenization: str | None = None,
         retain_logs: str | os.PathLike[str] | Mapping[str, Any] | None = None,
         compat: str | None = None,
+        allow_self_reference: bool = False,
         reference_model: Any = None,
         metrics: Sequence[str] | None = None,
         question_key: str = "question",
@@ -240,9 +326,13 @@ class TofuEvaluator:
         self.settings = prov.evaluator_settings(
             "TOFU", convention, compat=compat, batch_size=batch_size
         )
+        if tokenization is not None:
+            self.settings = replace(self.settings, tokenization=check_tokenization(tokenization))
         self.convention = Convention(self.settings.convention)
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={max_new_tokens} must be ≥ 1")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} must be ≥ 1 (or None: what fits the context)"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.forget_split = forget_split.removesuffix("_perturbed")
@@ -253,6 +343,7 @@ class TofuEvaluator:
         self.max_new_tokens = max_new_tokens
         self.max_length = max_length
         self.compat = compat
+        self.allow_self_reference = allow_self_reference
         self.reference_model = reference_model
         self.question_key = question_key
         self.model_id = model_id
@@ -261,23 +352,10 @@ class TofuEvaluator:
         self.progress = progress
         self.mia_k = 0.4
 
-        requested = list(metrics) if metrics is not None else list(DEFAULT_TOFU_METRICS)
-        unknown = [m for m in requested if m not in ALL_TOFU_METRICS]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; known: {list(ALL_TOFU_METRICS)}")
-        if "mia_reference" in requested and reference_model is None:
-            raise ValueError(
-                "metric 'mia_reference' needs reference_model= (e.g. the retain model)"
-            )
-        if "forget_Q_A_gibberish" in requested and classifier is None:
-            raise ValueError(
-                "metric 'forget_Q_A_gibberish' needs classifier=(model, tokenizer) of a "
-                "gibberish detector (class 0 = clean text)"
-            )
-        self.metrics = requested
-        self._plan = _expand(requested)
+        self.metrics = self.select_metrics(metrics)
+        self.plan = self.expand(self.metrics)
 
-        needed = _needed_configs(self._plan, self.forget_config, holdout_split)
+        needed = {self.config_of(k): m for k, m in self.data_needs(self.plan).items()}
         missing = {c: why for c, why in needed.items() if c not in data}
         if missing:
             config, why = next(iter(missing.items()))
@@ -292,28 +370,26 @@ class TofuEvaluator:
                 f"available: {sorted(data)}. {hint}"
             )
         limit = self.settings.max_questions
+
+        def lookup(source: Mapping[str, Any], config: str) -> list[dict[str, Any]] | None:
+            if config not in source:
+                return None
+            rows = _rows_of(source, config)
+            return rows[:limit] if limit is not None else rows
+
         # Every evaluation config present is loaded and fingerprinted (not only the ones the
         # requested metrics read), so the cache key does not change with the metric list.
-        evaluation_configs = [self.forget_config, holdout_split] + [
-            str(c) for c, _ in _SETS.values() if c is not None
+        names = [self.forget_config, holdout_split] + [
+            str(c) for c, _ in EVALUATION_SETS.values() if c is not None
         ]
-        self.rows: dict[str, list[dict[str, Any]]] = {}
-        for config in dict.fromkeys(evaluation_configs):
-            if config not in data:
-                continue
-            rows = _rows_of(data, config)
-            if limit is not None:
-                rows = rows[:limit]
-            if not rows and config in needed:
-                raise MissingSplitError(
-                    f"data[{config!r}] is empty but {needed[config]!r} needs its rows"
-                )
-            self.rows[config] = rows
-
-        self._memo: dict[Any, Any] = {}
+        self.load_rows(data, needed, names, lookup)
+        self.memo: dict[Any, Any] = {}
         self._retain_source = retain_logs
         self._retain_log: ReferenceLog | None = None
-        self._provenance: dict[str, Any] | None = None
+
+    def config_of(self, key: str) -> str:
+        """The TOFU config a data key of the table names."""
+        return _config_of(key, self.forget_config, self.holdout_split)
 
     # ------------------------------------------------------------------ provenance
     def _retain_log_loaded(self) -> ReferenceLog | None:
@@ -321,10 +397,8 @@ class TofuEvaluator:
             self._retain_log = load_reference_log(self._retain_source, name=self.name)
         return self._retain_log
 
-    def provenance(self) -> dict[str, Any]:
-        """This run's provenance (see :mod:`.provenance`); computed once per evaluator."""
-        if self._provenance is not None:
-            return self._provenance
+    def build_provenance(self) -> dict[str, Any]:
+        """This run's provenance (see :mod:`.provenance`)."""
         data: dict[str, Any] = {
             "forget_split": self.forget_split,
             "holdout_split": self.holdout_split,
@@ -345,17 +419,21 @@ class TofuEvaluator:
             reference["reference_model_sha256"] = prov.weights_hash(self.reference_model)
         if self.classifier is not None:
             reference["classifier_sha256"] = prov.weights_hash(self.classifier[0])
+        generation: dict[str, Any] = {
+            "do_sample": False,
+            "max_new_tokens": self.max_new_tokens,
+            "length_includes_prompt": self.settings.generation_length_includes_prompt,
+            "batch_size": self.batch_size,
+            "stop_strings": [],
+            "post_processing": "cut at first EOS, special tokens skipped, stripped",
+        }
+        if self.max_new_tokens is None:
+            generation["max_new_tokens_rule"] = (
+                "200 total (prompt included)"
+                if self.settings.generation_length_includes_prompt
+                else "min(200, max_position_embeddings - longest prompt of the set)"
+            )
         out = {
-            "evaluator": self.name,
-            "evaluator_version": prov.EVALUATOR_VERSION,
-            "library_version": prov.library_version(),
-            "convention": self.convention.value,
-            "convention_settings": self.settings.to_dict(),
-            "model": prov.model_identity(self.model, model_id=self.model_id),
-            "tokenizer": {
-                "name_or_path": str(getattr(self.tokenizer, "name_or_path", "") or ""),
-                "fingerprint": prov.tokenizer_fingerprint(self.tokenizer),
-            },
             "template": {
                 "kind": self.template.kind,
                 "plain_format": self.template.plain_format
@@ -367,58 +445,42 @@ class TofuEvaluator:
                 "chat_template_kwargs": dict(self.template.chat_template_kwargs),
             },
             "data": data,
-            "generation": {
-                "do_sample": False,
-                "max_new_tokens": self.max_new_tokens,
-                "length_includes_prompt": self.settings.generation_length_includes_prompt,
-                "batch_size": self.batch_size,
-                "stop_strings": [],
-                "post_processing": "cut at first EOS, special tokens skipped, stripped",
-            },
+            "generation": generation,
             "scoring": {
                 "batch_size": self.batch_size,
                 "max_length": self.max_length,
                 "mia_k": self.mia_k,
                 "mia_max_tokens": None,
+                "tokenization": self.settings.tokenization,
             },
             "reference": reference,
-            "seed": self.seed,
-            "environment": prov.environment(),
         }
-        self._provenance = prov.finalise(out)
-        return self._provenance
+        return prov.evaluator_provenance(self, out)
 
     # ------------------------------------------------------------------ intermediates
-    def _set_rows(self, prefix: str) -> list[dict[str, Any]]:
-        if prefix == "forget":
-            return self.rows[self.forget_config]
-        if prefix == "holdout":
-            return self.rows[self.holdout_split]
-        return self.rows[str(_SETS[prefix][0])]
+    def set_rows(self, key: str) -> list[dict[str, Any]]:
+        """The rows of a data key (``"forget"``, ``"holdout"``, ``"retain"``, ``"ra"``, ``"wf"``)."""
+        return self.rows[self.config_of(key)]
 
-    def _scores(self, prefix: str, question_key: str = "question") -> dict[str, ColumnScores]:
+    def scores(self, prefix: str, question_key: str = "question") -> dict[str, ColumnScores]:
+        """Teacher-forced scores of every answer column of a set (one batched pass, memoised)."""
         key = ("scores", prefix, question_key)
-        if key not in self._memo:
-            columns = ("answer",) if prefix == "holdout" else _SETS[prefix][1]
+        if key not in self.memo:
+            columns = ("answer",) if prefix == "holdout" else EVALUATION_SETS[prefix][1]
             if prefix == "forget" and question_key != self.question_key:
                 columns = ("answer",)  # MIA members with the plain question
-            self._memo[key] = score_question_set(
+            self.memo[key] = score_question_set(
                 self.model,
                 self.tokenizer,
-                self._set_rows(prefix),
+                self.set_rows(prefix),
                 columns,
                 question_key=question_key,
                 template=self.template,
                 batch_size=self.batch_size,
                 max_length=self.max_length,
+                tokenization=self.settings.tokenization,  # type: ignore[arg-type]
             )
-        return self._memo[key]
-
-    def _forget_scores(self) -> dict[str, ColumnScores]:
-        return self._scores("forget", self.question_key)
-
-    def _mia_scores(self, side: str) -> ColumnScores:
-        return self._scores(side, "question")["answer"]
+        return self.memo[key]
 
     def _question_key_for(self, prefix: str) -> str:
         return self.question_key if prefix == "forget" else "question"
@@ -426,52 +488,67 @@ class TofuEvaluator:
     def _prompts(self, prefix: str) -> list[str]:
         qk = self._question_key_for(prefix)
         return [
-            self.template.format_prompt(self.tokenizer, str(r[qk])) for r in self._set_rows(prefix)
+            self.template.format_prompt(self.tokenizer, str(r[qk])) for r in self.set_rows(prefix)
         ]
 
-    def _generations(self, prefix: str, wanted: Sequence[str]) -> list[str]:
-        """Greedy answers for ``prefix``; all sets in ``wanted`` are generated in one call."""
-        key = ("generations", prefix)
-        if key not in self._memo:
-            todo = [
-                p for p in dict.fromkeys([prefix, *wanted]) if ("generations", p) not in self._memo
-            ]
-            prompts: list[str] = []
+    def generate_sets(self, group: str, keys: Sequence[str]) -> dict[str, list[str]]:
+        """Greedy answers of the question sets ``keys``: one call per generation budget
+        (one call in all unless ``max_new_tokens=None`` gives the sets different budgets)."""
+        prompts = {k: self._prompts(k) for k in keys}
+        by_budget: dict[int | None, list[str]] = {}
+        for k in keys:
+            by_budget.setdefault(self._budget(prompts[k]), []).append(k)
+        out: dict[str, list[str]] = {}
+        for budget, members in by_budget.items():
+            flat: list[str] = []
             spans: dict[str, tuple[int, int]] = {}
-            for p in todo:
-                start = len(prompts)
-                prompts.extend(self._prompts(p))
-                spans[p] = (start, len(prompts))
-            texts = self._generate(prompts)
-            for p, (lo, hi) in spans.items():
-                self._memo[("generations", p)] = [t.strip() for t in texts[lo:hi]]
-        return self._memo[key]
+            for k in members:
+                spans[k] = (len(flat), len(flat) + len(prompts[k]))
+                flat.extend(prompts[k])
+            texts = self._generate(flat, budget)
+            for k, (lo, hi) in spans.items():
+                out[k] = [t.strip() for t in texts[lo:hi]]
+        return {k: out[k] for k in keys}
 
-    def _generate(self, prompts: list[str]) -> list[str]:
+    def _budget(self, prompts: Sequence[str]) -> int | None:
+        """The new-token budget of one set (``None`` under the total-length rule)."""
+        if self.settings.generation_length_includes_prompt:
+            return None
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        special = self.template.adds_special_tokens
+        longest = max(
+            (len(encode_prompt(self.tokenizer, p, add_special_tokens=special)) for p in prompts),
+            default=0,
+        )
+        return default_max_new_tokens(self.model, longest)
+
+    def _generate(self, prompts: list[str], budget: int | None) -> list[str]:
         add_special = self.template.adds_special_tokens
-        if not self.settings.generation_length_includes_prompt:
+        if budget is not None:
             return generate_batched(
                 self.model,
                 self.tokenizer,
                 prompts,
-                max_new_tokens=self.max_new_tokens,
+                max_new_tokens=budget,
                 batch_size=self.batch_size,
                 add_special_tokens=add_special,
                 progress=self.progress,
             )
         # tofu-original: max_length counts the prompt. Each prompt gets the budget it would
         # have alone; prompts with equal budgets are generated together.
+        total = self.max_new_tokens if self.max_new_tokens is not None else 200
         budgets: dict[int, list[int]] = {}
         for i, p in enumerate(prompts):
             length = len(encode_prompt(self.tokenizer, p, add_special_tokens=add_special))
-            budgets.setdefault(max(1, self.max_new_tokens - length), []).append(i)
+            budgets.setdefault(max(1, total - length), []).append(i)
         out = [""] * len(prompts)
-        for budget, idx in budgets.items():
+        for each, idx in budgets.items():
             texts = generate_batched(
                 self.model,
                 self.tokenizer,
                 [prompts[i] for i in idx],
-                max_new_tokens=budget,
+                max_new_tokens=each,
                 batch_size=self.batch_size,
                 add_special_tokens=add_special,
             )
@@ -481,14 +558,15 @@ class TofuEvaluator:
 
     def _reference_answers(self, prefix: str) -> list[str]:
         out = []
-        for r in self._set_rows(prefix):
+        for r in self.set_rows(prefix):
             ids = self.tokenizer(str(r["answer"]), add_special_tokens=False)["input_ids"]
             out.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return out
 
     # ------------------------------------------------------------------ metrics
-    def _prob(self, prefix: str) -> dict[str, Any]:
-        nll = self._scores(prefix, self._question_key_for(prefix))["answer"].mean_nll()
+    def prob(self, prefix: str) -> dict[str, Any]:
+        """``<set>_Q_A_Prob``: mean P_norm = exp(−ℓ̄) of the answer."""
+        nll = self.scores(prefix, self._question_key_for(prefix))["answer"].mean_nll()
         prob = normalised_probability(nll)
         metric = {
             "agg_value": nanmean(prob),
@@ -498,8 +576,9 @@ class TofuEvaluator:
         }
         return with_bootstrap(metric, prob, seed=self.seed)
 
-    def _prob_normalised(self, prefix: str) -> dict[str, Any]:
-        scores = self._scores(prefix)
+    def prob_normalised(self, prefix: str) -> dict[str, Any]:
+        """``<set>_Q_A_Prob_normalised``: the answer's probability among all the options."""
+        scores = self.scores(prefix)
         prob = option_normalised_probability(
             scores["answer"].mean_nll(), scores["perturbed_answer"].grouped_mean_nll()
         )
@@ -509,8 +588,9 @@ class TofuEvaluator:
         }
         return with_bootstrap(metric, prob, seed=self.seed)
 
-    def _truth_ratio(self, prefix: str, aggregator: str) -> dict[str, Any]:
-        scores = self._scores(prefix, self._question_key_for(prefix))
+    def truth_ratio(self, prefix: str, aggregator: str) -> dict[str, Any]:
+        """``<set>_truth_ratio`` / ``_Truth_Ratio`` with open-unlearning's aggregators."""
+        scores = self.scores(prefix, self._question_key_for(prefix))
         true_column = "answer" if prefix in ("ra", "wf") else "paraphrased_answer"
         ratios = truth_ratios(
             scores[true_column].mean_nll(), scores["perturbed_answer"].grouped_mean_nll()
@@ -526,14 +606,9 @@ class TofuEvaluator:
         }
         return with_bootstrap(metric, per, seed=self.seed)
 
-    def _rouge(self, prefix: str, results: Mapping[str, Any]) -> dict[str, Any]:
-        # generate every ROUGE split still to come in one batched pass
-        wanted = [
-            p
-            for p in ("forget", "retain", "ra", "wf")
-            if f"{p}_Q_A_ROUGE" in self._plan and f"{p}_Q_A_ROUGE" not in results
-        ]
-        generations = self._generations(prefix, wanted)
+    def rouge(self, prefix: str) -> dict[str, Any]:
+        """``<set>_Q_A_ROUGE``: ROUGE-L recall of the greedy answers."""
+        generations = self.generations(prefix)
         references = self._reference_answers(prefix)
         prompts = self._prompts(prefix)
         scores = rouge_scores(generations, references, use_stemmer=self.settings.rouge_use_stemmer)
@@ -552,65 +627,53 @@ class TofuEvaluator:
         metric = {"agg_value": nanmean(recall), "value_by_index": by_index(items)}
         return with_bootstrap(metric, recall, seed=self.seed)
 
-    def _memorisation(self, kind: str) -> dict[str, Any]:
-        correct = self._forget_scores()["answer"].stats.drop_last().correct
-        return memorisation_result(
-            correct, kind, es_ou_quirk=self.settings.es_ou_quirk, seed=self.seed
+    def memorization_stats(self) -> Any:
+        return self.scores("forget", self.question_key)["answer"].stats
+
+    def mia_inputs(self, side: str) -> tuple[Any, Any]:
+        col = self.scores(side, "question")["answer"]
+
+        def texts() -> list[str]:
+            return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in col.target_ids]
+
+        return col.stats, texts
+
+    def mia_gradnorm(self, side: str) -> np.ndarray:
+        sequences = [
+            encode_pair(
+                self.tokenizer,
+                str(r["question"]),
+                str(r["answer"]),
+                template=self.template,
+                max_length=self.max_length,
+                tokenization=self.settings.tokenization,  # type: ignore[arg-type]
+            )
+            for r in self.set_rows(side)
+        ]
+        return per_example_gradnorm(
+            self.model,
+            sequences,
+            batch_size=self.batch_size,
+            pad_token_id=self.tokenizer.pad_token_id,
         )
 
-    def _mia(self, attack: str) -> dict[str, Any]:
-        scores: dict[str, np.ndarray] = {}
-        for side in ("forget", "holdout"):
-            col = self._mia_scores(side)
-
-            def texts(col: Any = col) -> list[str]:
-                return [
-                    self.tokenizer.decode(ids, skip_special_tokens=True) for ids in col.target_ids
-                ]
-
-            def gradnorm(side: str = side) -> np.ndarray:
-                sequences = [
-                    encode_pair(
-                        self.tokenizer,
-                        str(r["question"]),
-                        str(r["answer"]),
-                        template=self.template,
-                        max_length=self.max_length,
-                    )
-                    for r in self._set_rows(side)
-                ]
-                return per_example_gradnorm(
-                    self.model,
-                    sequences,
-                    batch_size=self.batch_size,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-
-            scores[side] = side_scores(
-                attack,
-                col.stats,
-                self.mia_k,
-                texts=texts,
-                reference_nll=functools.partial(self._reference_nll, side),
-                gradnorm=gradnorm,
-            )
-        return mia_result(scores)
-
-    def _reference_nll(self, side: str) -> np.ndarray:
+    def mia_reference_nll(self, side: str) -> np.ndarray:
         key = ("reference", side)
-        if key not in self._memo:
-            self._memo[key] = score_question_set(
+        if key not in self.memo:
+            self.memo[key] = score_question_set(
                 self.reference_model,
                 self.tokenizer,
-                self._set_rows(side),
+                self.set_rows(side),
                 ("answer",),
                 template=self.template,
                 batch_size=self.batch_size,
                 max_length=self.max_length,
+                tokenization=self.settings.tokenization,  # type: ignore[arg-type]
             )["answer"].mean_nll()
-        return self._memo[key]
+        return self.memo[key]
 
-    def _forget_quality(self, results: Mapping[str, Any]) -> dict[str, Any]:
+    def forget_quality_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """KS p-value of this model's forget truth ratios against the retain log's."""
         log = self._retain_log_loaded()
         assert log is not None and log.truth_ratios is not None
         mine = [
@@ -631,7 +694,8 @@ class TofuEvaluator:
             "description": fq.describe(),
         }
 
-    def _privleak(self, results: Mapping[str, Any]) -> dict[str, Any]:
+    def privleak_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """Relative Min-K% AUC gap to the retain model (percent)."""
         log = self._retain_log_loaded()
         assert log is not None and log.mia_min_k_auc is not None
         auc = float(results["mia_min_k"]["agg_value"])
@@ -641,14 +705,15 @@ class TofuEvaluator:
             "retain_auc": log.mia_min_k_auc,
         }
 
-    def _model_utility(self, results: Mapping[str, Any]) -> dict[str, Any]:
+    def model_utility_metric(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """Harmonic mean of the nine components."""
         components = {k: float(results[k]["agg_value"]) for k in UTILITY_COMPONENTS}
         return {"agg_value": model_utility(components), "components": components}
 
-    def _gibberish(self) -> dict[str, Any]:
+    def gibberish(self) -> dict[str, Any]:
+        """Mean probability of the classifier's "gibberish" class over the forget answers."""
         assert self.classifier is not None
-        wanted = [p for p in ("forget", "retain", "ra", "wf") if f"{p}_Q_A_ROUGE" in self._plan]
-        generations = self._generations("forget", wanted)
+        generations = self.generations("forget")
         probs = classifier_probabilities(
             self.classifier[0], self.classifier[1], generations, batch_size=self.batch_size
         )
@@ -658,34 +723,8 @@ class TofuEvaluator:
         }
         return with_bootstrap(metric, probs, seed=self.seed)
 
-    def _compute(self, metric: str, results: dict[str, Any]) -> dict[str, Any]:
-        """One metric; ``results`` holds the metrics computed before it in the plan."""
-        table: dict[str, Callable[[], dict[str, Any]]] = {
-            "forget_Q_A_Prob": lambda: self._prob("forget"),
-            "retain_Q_A_Prob": lambda: self._prob("retain"),
-            "ra_Q_A_Prob_normalised": lambda: self._prob_normalised("ra"),
-            "wf_Q_A_Prob_normalised": lambda: self._prob_normalised("wf"),
-            "forget_truth_ratio": lambda: self._truth_ratio("forget", "closer_to_1_better"),
-            "retain_Truth_Ratio": lambda: self._truth_ratio("retain", "true_better"),
-            "ra_Truth_Ratio": lambda: self._truth_ratio("ra", "true_better"),
-            "wf_Truth_Ratio": lambda: self._truth_ratio("wf", "true_better"),
-            "forget_Q_A_ROUGE": lambda: self._rouge("forget", results),
-            "retain_Q_A_ROUGE": lambda: self._rouge("retain", results),
-            "ra_Q_A_ROUGE": lambda: self._rouge("ra", results),
-            "wf_Q_A_ROUGE": lambda: self._rouge("wf", results),
-            "extraction_strength": lambda: self._memorisation("es"),
-            "exact_memorization": lambda: self._memorisation("em"),
-            "forget_quality": lambda: self._forget_quality(results),
-            "privleak": lambda: self._privleak(results),
-            "model_utility": lambda: self._model_utility(results),
-            "forget_Q_A_gibberish": self._gibberish,
-        }
-        if metric in MIA_METRICS:
-            return self._mia(metric)
-        return table[metric]()
-
     # ------------------------------------------------------------------ checks
-    def _check_retain_log(self, plan: Sequence[str]) -> None:
+    def check_references(self, plan: Sequence[str]) -> None:
         needs = [m for m in ("forget_quality", "privleak") if m in plan]
         if not needs:
             return
@@ -697,6 +736,13 @@ class TofuEvaluator:
                 "evaluate(skip_forget_quality=True, skip_privleak=True) to leave them out"
             )
         current = self.provenance()
+        prov.check_not_self_reference(
+            current,
+            log.provenance,
+            source=log.source,
+            allow=self.allow_self_reference,
+            option="allow_self_reference=True",
+        )
         for metric in needs:
             prov.check_reference_log(
                 current, log.provenance, metric=metric, compat=self.compat, source=log.source
@@ -745,7 +791,8 @@ class TofuEvaluator:
             included) in open-unlearning's shape.
 
         Raises:
-            ValueError: when forget quality / privleak are requested without a retain log.
+            ValueError: when forget quality / privleak are requested without a retain log,
+                or with a retain log made by the evaluated weights themselves.
             ProvenanceMismatchError: when the retain log was made under other settings.
         """
         skipped = set()
@@ -753,24 +800,8 @@ class TofuEvaluator:
             skipped.add("forget_quality")
         if skip_privleak:
             skipped.add("privleak")
-        plan = _expand([m for m in self.metrics if m not in skipped])
-        self._plan = plan
-        # The model may have changed since a previous call (in-loop evaluation): nothing
-        # computed for it is reused from memory.
-        self._memo = {}
-        self._provenance = None
-        self._check_retain_log(plan)
-        provenance = self.provenance()
         top_level = [m for m in self.metrics if m not in skipped]
-        return run_metrics(
-            plan,
-            self._compute,
-            name=self.name,
-            provenance=provenance,
-            top_level=top_level,
-            output_dir=output_dir,
-            overwrite=overwrite,
-        )
+        return self.run(top_level, output_dir, overwrite=overwrite)
 
 
 def write_retain_log(
@@ -784,8 +815,9 @@ def write_retain_log(
 
     The log holds what forget quality and privleak of other models need — the raw forget truth
     ratios and the Min-K% AUC — plus the rest of the default suite and the provenance that
-    later runs are checked against. Pass the same settings (split, template, convention, …)
-    that the evaluated models will use.
+    later runs are checked against (including the retain model's weights hash: a later
+    evaluation of these same weights against this log is refused). Pass the same settings
+    (split, template, convention, tokenization …) that the evaluated models will use.
 
     Args:
         retain_model: the model fine-tuned without the forget split.
@@ -804,16 +836,4 @@ def write_retain_log(
         if needed not in metrics:
             metrics.append(needed)
     evaluator = TofuEvaluator(retain_model, tokenizer, data, metrics=metrics, **kwargs)
-    results = evaluator.evaluate(output_dir, skip_forget_quality=True, skip_privleak=True)
-    return results
-
-
-__all__ = [
-    "ALL_TOFU_METRICS",
-    "DEFAULT_TOFU_METRICS",
-    "MissingSplitError",
-    "OPTIONAL_TOFU_METRICS",
-    "TofuEvaluator",
-    "UTILITY_COMPONENTS",
-    "write_retain_log",
-]
+    return evaluator.evaluate(output_dir, skip_forget_quality=True, skip_privleak=True)

@@ -9,6 +9,7 @@ back in the input order.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +17,13 @@ import torch
 
 from constrained_unlearn.llm.collate import pad_collate
 from constrained_unlearn.llm.tokenization import encode_prompt
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -28,6 +36,36 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
             if int(i) not in ids:
                 ids.append(int(i))
     return ids
+
+
+DEFAULT_MAX_NEW_TOKENS = 200
+"""TOFU's generation budget (open-unlearning's ``max_new_tokens``)."""
+
+
+def context_length(model: Any) -> int | None:
+    """The model's maximum sequence length (``config.max_position_embeddings`` or the like),
+    ``None`` when its config does not say."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def default_max_new_tokens(
+    model: Any, prompt_length: int, *, cap: int = DEFAULT_MAX_NEW_TOKENS
+) -> int:
+    """The budget that fits the context: ``min(cap, context − prompt_length)``, at least 1.
+
+    ``cap`` (200) when the model's config gives no context length. A mini-TOFU model with a
+    128-token context and a 20-token prompt gets 108, instead of generation running past
+    the positions the model knows (and transformers warning that 200 exceeds 128).
+    """
+    context = context_length(model)
+    if context is None:
+        return cap
+    return max(1, min(cap, context - prompt_length))
 
 
 def cut_at_stop_strings(text: str, stop_strings: Iterable[str]) -> str:
@@ -46,7 +84,7 @@ def generate_batched(
     tokenizer: Any,
     prompts: Sequence[str],
     *,
-    max_new_tokens: int = 200,
+    max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 32,
     stop_strings: Sequence[str] = (),
     progress: bool = False,
@@ -59,11 +97,12 @@ def generate_batched(
         tokenizer: its tokenizer (needs a pad token: see
             :func:`~constrained_unlearn.llm.tokenization.ensure_pad_token`).
         prompts: formatted prompt strings (e.g. ``PromptTemplate.format_prompt``).
-        max_new_tokens: generation budget per prompt.
+        max_new_tokens: generation budget per prompt; ``None``: what fits the model's
+            context after the longest prompt (:func:`default_max_new_tokens`).
         batch_size: prompts per forward batch.
         stop_strings: the text is cut before the first occurrence of any of them (generation
             also stops early on them).
-        progress: show a tqdm bar over batches.
+        progress: show a tqdm bar over batches (only when stderr is a terminal).
         add_special_tokens: add the tokenizer's BOS (plain prompts); pass ``False`` for chat
             templates, whose text already contains it (``PromptTemplate.adds_special_tokens``).
 
@@ -79,8 +118,8 @@ def generate_batched(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be ≥ 1 (or None), got {max_new_tokens}")
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, got a single str")
     if tokenizer.pad_token_id is None:
@@ -88,6 +127,9 @@ def generate_batched(
     if len(prompts) == 0:
         return []
 
+    encoded = [encode_prompt(tokenizer, p, add_special_tokens=add_special_tokens) for p in prompts]
+    if max_new_tokens is None:
+        max_new_tokens = default_max_new_tokens(model, max(len(e) for e in encoded))
     eos_ids = _eos_ids(model, tokenizer)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -98,16 +140,15 @@ def generate_batched(
         eos_token_id=eos_ids or None,
         stop_strings=list(stop_strings) or None,
     )
-    encoded = [encode_prompt(tokenizer, p, add_special_tokens=add_special_tokens) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
     results: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
 
     starts = range(0, len(order), batch_size)
-    if progress:
+    if progress and len(starts) > 1 and _stderr_is_tty():
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="generate", unit="batch")
+        starts = tqdm(starts, desc="generate", unit="batch", leave=False)
 
     was_training = model.training
     old_side = tokenizer.padding_side

@@ -1,14 +1,29 @@
 """Prompt formatting and question-answer encoding for causal LMs.
 
-One QA pair becomes one training sequence
+One QA pair becomes one training sequence. Two tokenisations exist (``tokenization=``):
 
-    input_ids = [prompt ids (BOS first if the tokenizer adds one)] + [answer ids] + [EOS]
-    labels    = [-100] * len(prompt ids)                            + [answer ids] + [EOS]
+``"separate"`` (the library's own, the default for training)
+    the prompt and the answer are tokenised **separately** and concatenated::
 
-The prompt and the answer are tokenised **separately** and concatenated, so the boundary
-between them is exact (a joint tokenisation can merge the prompt's trailing space into the
-first answer token and shift the mask by one). Generation sees the same prompt ids, so what is
-scored is what is generated from.
+        input_ids = [prompt ids (BOS first if the tokenizer adds one)] + [answer ids] + [EOS]
+        labels    = [-100] * len(prompt ids)                            + [answer ids] + [EOS]
+
+    so the boundary between them is exact, and generation sees the same prompt ids, so what
+    is scored is what is generated from.
+
+``"joint"`` (open-unlearning's and the original TOFU code's)
+    prompt + answer are tokenised as **one** string ``s = prompt + answer`` (the chat
+    template's whole conversation for ``kind="chat"``) and the first ``P = len(tokenize(prompt))``
+    positions are masked::
+
+        input_ids = tokenize(s) (+ [EOS] when it does not already end with EOS)
+        labels    = [-100] * P + input_ids[P:]
+
+    With a byte-level BPE the prompt's trailing space (``"Answer: "``) merges with the first
+    answer word into one token (``"Ġword"``). That merged token sits at position ``P − 1``, so
+    it is masked: the first answer word is context, not scored, and the model is scored on
+    ids it would never produce after the generation prompt. Numbers computed this way are the
+    ones open-unlearning's tables report (docs/evaluation.md gives both on mini-TOFU).
 
 EOS is appended when the answer does not already end with it, and it carries loss: the model
 must learn to stop. Labels are derived from the known prompt length, never by comparing ids with
@@ -78,6 +93,25 @@ class PromptTemplate:
             **dict(self.chat_template_kwargs),
         )
 
+    def format_conversation(self, tokenizer: Any, question: str, answer: str) -> str:
+        """The whole exchange as one string (``"joint"`` tokenisation): the prompt followed by
+        the answer; for ``kind="chat"`` the chat template rendered with the assistant's
+        answer as the last message (no generation prompt), template end-of-turn included."""
+        if self.kind == "plain":
+            return self.format_prompt(tokenizer, question) + answer
+        self.format_prompt(tokenizer, question)  # same checks (chat_template present)
+        messages = []
+        if self.system_prompt is not None:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": question})
+        messages.append({"role": "assistant", "content": answer})
+        return tokenizer.apply_chat_template(
+            messages,
+            add_generation_prompt=False,
+            tokenize=False,
+            **dict(self.chat_template_kwargs),
+        )
+
     @property
     def adds_special_tokens(self) -> bool:
         """Whether the prompt is tokenised with the tokenizer's special tokens (BOS).
@@ -86,6 +120,22 @@ class PromptTemplate:
         adding another; a plain prompt gets the tokenizer's usual BOS.
         """
         return self.kind == "plain"
+
+
+Tokenization = Literal["separate", "joint"]
+TOKENIZATIONS: tuple[str, ...] = ("separate", "joint")
+"""The two ways of tokenising a QA pair (module docstring)."""
+
+
+def check_tokenization(tokenization: str) -> str:
+    """Return ``tokenization`` if it is ``"separate"`` or ``"joint"``; raise otherwise."""
+    if tokenization not in TOKENIZATIONS:
+        raise ValueError(
+            f"tokenization={tokenization!r}; use 'separate' (prompt and answer tokenised apart, "
+            "the library's own) or 'joint' (one string, the first len(tokenize(prompt)) tokens "
+            "masked: open-unlearning's)"
+        )
+    return tokenization
 
 
 def encode_prompt(tokenizer: Any, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
@@ -127,6 +177,8 @@ def encode_qa(
     *,
     template: PromptTemplate | None = None,
     max_length: int = 512,
+    tokenization: Tokenization = "separate",
+    prompt_ids: Sequence[int] | None = None,
 ) -> EncodedQA:
     """Encode a QA pair for teacher-forced training or scoring (see the module docstring).
 
@@ -135,8 +187,11 @@ def encode_qa(
         question: the raw question (formatted by ``template``).
         answer: the raw answer; supervised in full, plus EOS.
         template: prompt format; ``PromptTemplate()`` (plain) by default.
-        max_length: maximum total length ``T``. The prompt is cut from the left (after a
-            leading BOS) until the sequence fits.
+        max_length: maximum total length ``T``. The prompt (the masked context) is cut from
+            the left (after a leading BOS) until the sequence fits.
+        tokenization: ``"separate"`` (default) or ``"joint"`` (module docstring).
+        prompt_ids: the prompt's ids if already computed (:func:`encode_prompt` of the
+            formatted prompt); saves one tokenizer call per answer when a question has many.
 
     Raises:
         ValueError: if the tokenizer has no EOS token, or if the answer plus EOS leaves no room
@@ -153,11 +208,26 @@ def encode_qa(
     if max_length < 2:
         raise ValueError(f"max_length must be ≥ 2, got {max_length}")
 
-    prompt = template.format_prompt(tokenizer, question)
-    prompt_ids = encode_prompt(tokenizer, prompt, add_special_tokens=template.adds_special_tokens)
-    answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
-    if not answer_ids or answer_ids[-1] != eos:
-        answer_ids.append(eos)
+    check_tokenization(tokenization)
+
+    special = template.adds_special_tokens
+    if prompt_ids is None:
+        prompt = template.format_prompt(tokenizer, question)
+        prompt_ids = encode_prompt(tokenizer, prompt, add_special_tokens=special)
+    prompt_ids = list(prompt_ids)
+    if tokenization == "separate":
+        answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        if not answer_ids or answer_ids[-1] != eos:
+            answer_ids.append(eos)
+    else:
+        text = template.format_conversation(tokenizer, question, answer)
+        full = list(tokenizer(text, add_special_tokens=special)["input_ids"])
+        if not full or full[-1] != eos:
+            full.append(eos)
+        # mask the first len(tokenize(prompt)) ids, whatever they became in the joint string
+        # (at least one id stays scored: the EOS)
+        cut = min(len(prompt_ids), len(full) - 1)
+        prompt_ids, answer_ids = full[:cut], full[cut:]
 
     if len(answer_ids) + 1 > max_length:
         raise ValueError(
@@ -232,6 +302,9 @@ class QADataset(torch.utils.data.Dataset):
         answer_key: field name of the answer.
         template: prompt format (plain by default).
         max_length: maximum sequence length.
+        tokenization: ``"separate"`` (default, the library's own) or ``"joint"``
+            (open-unlearning's: train on the ids its evaluation scores; see the module
+            docstring).
 
     Attributes:
         encoded: the :class:`EncodedQA` of every row.
@@ -249,10 +322,12 @@ class QADataset(torch.utils.data.Dataset):
         answer_key: str = "answer",
         template: PromptTemplate | None = None,
         max_length: int = 512,
+        tokenization: Tokenization = "separate",
     ) -> None:
         n = _check_rows(rows, (question_key, answer_key))
         self.template = template if template is not None else PromptTemplate()
         self.max_length = max_length
+        self.tokenization = check_tokenization(tokenization)
         self.encoded: list[EncodedQA] = []
         for i in range(n):
             row = rows[i]
@@ -263,6 +338,7 @@ class QADataset(torch.utils.data.Dataset):
                     str(row[answer_key]),
                     template=self.template,
                     max_length=max_length,
+                    tokenization=tokenization,
                 )
             )
         self.num_truncated: int = sum(e.prompt_truncated for e in self.encoded)

@@ -10,6 +10,8 @@ from typing import Any
 from constrained_unlearn.recipes.llm_unlearn import UnlearnResult
 from constrained_unlearn.tracking import MlflowRun
 
+__all__ = ["HEADLINE", "agg", "log_evaluation", "tofu_evaluation"]
+
 HEADLINE = (
     "forget_quality",
     "model_utility",
@@ -46,17 +48,33 @@ def tofu_evaluation(
     *,
     retain_logs: Any,
     output_dir: str | Path,
+    tokenization: str | None = None,
     **evaluator_kwargs: Any,
 ) -> Callable[[UnlearnResult, MlflowRun | None], None]:
     """An ``after_training`` hook: TOFU evaluation of the unlearned model, logged to its run.
 
     The results land in ``result.evaluation`` and in ``<output_dir>/TOFU_EVAL.json``.
+
+    Args:
+        data: ``{TOFU config: rows}``.
+        retain_logs: the retain model's log (``None``: no forget quality / privleak).
+        output_dir: where the reports go.
+        tokenization: ``"joint"`` (open-unlearning's, the convention's default) or
+            ``"separate"`` (the library's training encoding); ``None``: the convention's.
+            Use the one the retain log was made with.
+        **evaluator_kwargs: any other :class:`~constrained_unlearn.evaluation.TofuEvaluator`
+            keyword.
     """
     from constrained_unlearn.evaluation import TofuEvaluator
 
     def evaluate(result: UnlearnResult, run: MlflowRun | None) -> None:
         evaluator = TofuEvaluator(
-            result.model, result.tokenizer, data, retain_logs=retain_logs, **evaluator_kwargs
+            result.model,
+            result.tokenizer,
+            data,
+            retain_logs=retain_logs,
+            tokenization=tokenization,
+            **evaluator_kwargs,
         )
         result.evaluation = evaluator.evaluate(
             output_dir,

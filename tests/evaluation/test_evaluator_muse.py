@@ -174,3 +174,24 @@ def test_extraction_strength_and_optional_attacks(model, tok) -> None:
         assert 0.0 <= results[m]["auc"] <= 1.0
     with pytest.raises(ValueError, match="TOFU convention"):
         MuseEvaluator(model, tok, muse_data(), convention="tofu-original")
+
+
+def test_retrain_log_of_the_evaluated_weights_is_refused(tok, tmp_path) -> None:
+    """#13.6 for MUSE: PrivLeak against the model's own log is 0 by construction."""
+    retrained = build_llama(tok, seed=5)
+    write_retrain_log(retrained, tok, muse_data(), tmp_path, **FAST)
+    with pytest.raises(ValueError, match="very weights under evaluation"):
+        MuseEvaluator(
+            retrained, tok, muse_data(), retrain_logs=tmp_path, metrics=["privleak"], **FAST
+        ).evaluate()
+    with pytest.warns(UserWarning, match="allow_self_reference=True"):
+        results = MuseEvaluator(
+            retrained,
+            tok,
+            muse_data(),
+            retrain_logs=tmp_path,
+            metrics=["privleak"],
+            allow_self_reference=True,
+            **FAST,
+        ).evaluate()
+    assert results["privleak"]["agg_value"] == pytest.approx(0.0, abs=1e-6)

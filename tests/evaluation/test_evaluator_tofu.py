@@ -145,16 +145,19 @@ def test_forget_quality_matches_metric_and_privleak_uses_retain_auc(run, retain_
     assert results["privleak"]["agg_value"] == pytest.approx(expected)
 
 
-def test_retain_model_against_its_own_log(retain, tok, retain_dir) -> None:
-    evaluator = TofuEvaluator(
-        retain,
-        tok,
-        tofu_data(),
-        retain_logs=retain_dir,
-        metrics=["forget_quality", "privleak"],
-        **FAST,
-    )
-    results = evaluator.evaluate()
+def test_retain_model_against_its_own_log_is_refused_unless_allowed(
+    retain, target, tok, retain_dir
+) -> None:
+    """#13.6: a log made by the evaluated weights gives FQ 1 / privleak 0 by construction."""
+    kwargs = {"retain_logs": retain_dir, "metrics": ["forget_quality", "privleak"], **FAST}
+    with pytest.raises(ValueError, match="very weights under evaluation.*allow_self_reference"):
+        TofuEvaluator(retain, tok, tofu_data(), **kwargs).evaluate()
+    # a model with other weights is accepted with the same log
+    TofuEvaluator(target, tok, tofu_data(), **kwargs).evaluate()
+    with pytest.warns(UserWarning, match="very weights under evaluation"):
+        results = TofuEvaluator(
+            retain, tok, tofu_data(), allow_self_reference=True, **kwargs
+        ).evaluate()
     assert results["forget_quality"]["agg_value"] == pytest.approx(1.0)
     assert results["privleak"]["agg_value"] == pytest.approx(0.0, abs=1e-6)
 

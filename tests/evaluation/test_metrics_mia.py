@@ -145,3 +145,27 @@ def test_memorised_forget_set_gives_auc_one_end_to_end() -> None:
     forget = [torch.tensor(-rng.uniform(0.0, 0.1, 6)) for _ in range(4)]  # high log p
     holdout = [torch.tensor(-rng.uniform(2.0, 3.0, 6)) for _ in range(4)]
     assert mia_auc(min_k_scores(forget), min_k_scores(holdout)) == 1.0
+
+
+def test_roc_auc_hand_computed_ties_and_sklearn() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from constrained_unlearn.evaluation.metrics import roc_auc
+
+    # positives {0.8, 0.4}, negatives {0.4, 0.1}: pairs (0.8>0.4) 1, (0.8>0.1) 1,
+    # (0.4=0.4) 1/2, (0.4>0.1) 1  →  3.5 / 4
+    labels, scores = [1, 0, 1, 0], [0.8, 0.4, 0.4, 0.1]
+    assert roc_auc(labels, scores) == 0.875
+    assert roc_auc([True, False], [0.1, 0.9]) == 0.0
+    assert roc_auc([1, 0, 1, 0], [1.0, 1.0, 1.0, 1.0]) == 0.5
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=300)
+    s = np.round(rng.normal(size=300) + y, 1)  # rounded: many ties
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-15)
+    for bad, match in (
+        (([1, 1], [0.1, 0.2]), "both classes"),
+        (([1, 2], [0.1, 0.2]), "0 or 1"),
+        (([1, 0, 1], [0.1, 0.2]), "shape"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            roc_auc(*bad)

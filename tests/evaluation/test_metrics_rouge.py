@@ -48,3 +48,21 @@ def test_mismatched_lengths_and_types() -> None:
         rouge_scores(["a", "b"], ["a"])
     with pytest.raises(TypeError, match=r"generations\[0\]"):
         rouge_scores([[1, 2]], ["a"])  # type: ignore[list-item]
+
+
+def test_rouge_loads_only_the_porter_stemmer_of_nltk() -> None:
+    """rouge_score imports the whole of nltk; the metric loads just its Porter stemmer, and a
+    later ``import nltk`` still gets the full package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from constrained_unlearn.evaluation.metrics import rouge_scores\n"
+        "s = rouge_scores(['the cats were running'], ['The cat runs'])[0]\n"
+        "assert 'nltk' not in sys.modules and 'scipy.stats' not in sys.modules, sorted(sys.modules)\n"
+        "assert s.rougeL_recall == 1.0, s\n"
+        "import nltk\n"
+        "assert callable(nltk.sent_tokenize) and nltk.stem.porter.PorterStemmer\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

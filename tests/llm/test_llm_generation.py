@@ -73,3 +73,17 @@ def test_generation_arguments(tokenizer, model_factory):
         add_special_tokens=chat.adds_special_tokens,
     )
     assert len(out) == 1 and isinstance(out[0], str)
+
+
+def test_default_budget_fits_the_context():
+    from types import SimpleNamespace
+
+    from constrained_unlearn.llm.generation import default_max_new_tokens
+
+    def model(n):
+        return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=n))
+
+    assert default_max_new_tokens(model(128), 20) == 108  # mini-TOFU: not 200
+    assert default_max_new_tokens(model(4096), 20) == 200  # capped at TOFU's 200
+    assert default_max_new_tokens(model(128), 127) == 1
+    assert default_max_new_tokens(SimpleNamespace(config=None), 20) == 200

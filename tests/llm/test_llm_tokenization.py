@@ -155,3 +155,56 @@ def test_ensure_pad_token(tokenizer_factory):
     tok2 = tokenizer_factory()
     ensure_pad_token(tok2)
     assert tok2.pad_token == "<pad>"
+
+
+def test_joint_tokenization_masks_the_prompt_length_of_the_joint_ids(tokenizer):
+    """#13.4: open-unlearning tokenises prompt + answer as one string and masks the first
+    len(tokenize(prompt)) ids. With byte-level BPE the prompt's trailing space merges into
+    the first answer word, which is then masked; separately tokenised, it is scored."""
+    answer = "the author was born in Paris."  # "Ġthe" is one token of this vocabulary
+    prompt = "Question: " + Q + "\nAnswer: "
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    joint_ids = tokenizer(prompt + answer)["input_ids"]
+    eos = tokenizer.eos_token_id
+    # hand check of the premise: the two tokenisations differ at the boundary
+    assert joint_ids[: len(prompt_ids) - 1] == prompt_ids[:-1]
+    assert tokenizer.convert_ids_to_tokens(prompt_ids[-1]) == "Ġ"  # the trailing space alone
+    merged = tokenizer.convert_ids_to_tokens(joint_ids[len(prompt_ids) - 1])
+    assert merged == "Ġthe"  # space + first answer word, one token
+
+    joint = encode_qa(tokenizer, Q, answer, tokenization="joint")
+    assert joint.input_ids == joint_ids + [eos]
+    assert joint.prompt_length == len(prompt_ids)
+    assert joint.labels == [-100] * len(prompt_ids) + joint_ids[len(prompt_ids) :] + [eos]
+    # the merged first-answer token is context, not scored
+    assert joint.labels[len(prompt_ids) - 1] == -100
+
+    separate = encode_qa(tokenizer, Q, answer, tokenization="separate")
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(answer_ids[0]) != "Ġthe"  # no space: other ids
+    assert separate.labels[separate.prompt_length :] == answer_ids + [eos]
+    assert separate.prompt_length == len(prompt_ids)
+    assert len(separate.input_ids) - separate.prompt_length == len(answer_ids) + 1
+    assert len(joint.input_ids) - joint.prompt_length == len(joint_ids) - len(prompt_ids) + 1
+    assert joint.input_ids != separate.input_ids
+
+
+def test_joint_tokenization_of_a_chat_template_scores_the_turn_end(tokenizer):
+    tpl = PromptTemplate(kind="chat")
+    conversation = tpl.format_conversation(tokenizer, Q, A)
+    assert conversation == tpl.format_prompt(tokenizer, Q) + A + "</s>"
+    enc = encode_qa(tokenizer, Q, A, template=tpl, tokenization="joint")
+    full = tokenizer(conversation, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(tpl.format_prompt(tokenizer, Q), add_special_tokens=False)["input_ids"]
+    assert enc.input_ids == full  # ends with the template's EOS: none appended
+    assert enc.prompt_length == len(prompt_ids)
+    assert enc.labels[-1] == tokenizer.eos_token_id
+
+
+def test_qadataset_tokenization_option_and_bad_value(tokenizer):
+    rows = [{"question": Q, "answer": A}]
+    joint = QADataset(rows, tokenizer, tokenization="joint")
+    assert joint.encoded[0] == encode_qa(tokenizer, Q, A, tokenization="joint")
+    assert QADataset(rows, tokenizer).encoded[0] == encode_qa(tokenizer, Q, A)
+    with pytest.raises(ValueError, match="tokenization='both'.*'separate'.*'joint'"):
+        QADataset(rows, tokenizer, tokenization="both")  # type: ignore[arg-type]

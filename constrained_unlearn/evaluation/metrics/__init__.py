@@ -29,6 +29,7 @@ from constrained_unlearn.evaluation.metrics.mia import (
     min_k_plus_plus_scores,
     min_k_scores,
     reference_scores,
+    roc_auc,
     zlib_scores,
 )
 from constrained_unlearn.evaluation.metrics.muse import (
@@ -96,6 +97,7 @@ __all__ = [
     "parse_convention",
     "reference_scores",
     "relative_difference",
+    "roc_auc",
     "rouge_l_f1",
     "rouge_l_recall",
     "rouge_scores",

@@ -47,6 +47,11 @@ class ConventionSettings:
         auc_memorised_high: AUC orientation; True: → 1 when the forget set is memorised (OU),
             False: → 0 (original MUSE, i.e. 1 − AUC_OU).
         score_scale: multiply [0, 1] metrics by this in reports (100 for original MUSE).
+        tokenization: how a teacher-forced (prompt, answer) pair is tokenised: ``"joint"``
+            (one string, the first ``len(tokenize(prompt))`` ids masked: open-unlearning, the
+            original TOFU and MUSE code) or ``"separate"`` (prompt and answer tokenised apart:
+            the library's own training encoding). Every published convention is ``"joint"``;
+            an evaluator's ``tokenization=`` overrides it (and the report records it).
     """
 
     convention: str
@@ -58,6 +63,7 @@ class ConventionSettings:
     mia_max_tokens: int | None
     auc_memorised_high: bool
     score_scale: float
+    tokenization: str = "joint"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict copy for JSON reports."""

@@ -210,10 +210,66 @@ def gradnorm_scores(
     return scores
 
 
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values`` with ties given their average rank (``rankdata``'s
+    ``"average"`` method), ``[N]`` float64."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    # start index of each run of equal values in sorted order
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.concatenate([starts[1:], [values.size]])
+    mean_rank = (starts + ends + 1) / 2.0  # mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def roc_auc(
+    labels: Sequence[int] | np.ndarray | Sequence[bool], scores: Sequence[float] | np.ndarray
+) -> float:
+    """Area under the ROC curve of ``scores`` for the binary ``labels`` (1 = positive).
+
+    The Mann–Whitney form, exact with ties (a tie counts one half), the number
+    ``sklearn.metrics.roc_auc_score(labels, scores)`` gives::
+
+        AUC = Pr[s_pos > s_neg] + ½ Pr[s_pos = s_neg]
+            = (Σ_{i ∈ pos} r_i − n_pos (n_pos + 1) / 2) / (n_pos · n_neg)
+
+    with ``r`` the average ranks of all scores pooled. This is the library's one AUC (the
+    TOFU/MUSE MIAs and the classifier MIA use it).
+
+    Args:
+        labels: ``[N]`` 0/1 (or bool) class of each score.
+        scores: ``[N]`` finite scores, higher = more likely positive.
+
+    Raises:
+        ValueError: on lengths that differ, labels other than 0/1, a non-finite score, or a
+            class with no example.
+    """
+    y = np.asarray(labels)
+    s = finite_1d(scores, "scores")
+    if y.ndim != 1 or y.size != s.size:
+        raise ValueError(f"labels has shape {y.shape} but scores has {s.size} entries")
+    if y.dtype == bool:
+        y = y.astype(np.int64)
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1; got {sorted(set(y.tolist()))[:5]}")
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"AUC needs both classes; got {n_pos} positive and {n_neg} negative examples"
+        )
+    ranks = _average_ranks(s)
+    u_pos = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u_pos / (n_pos * n_neg))
+
+
 def mia_auc(
     forget_scores: Sequence[float] | np.ndarray, holdout_scores: Sequence[float] | np.ndarray
 ) -> float:
-    """ROC AUC with forget = label 0, holdout = label 1 (higher score = less likely a member).
+    """ROC AUC with forget = label 0, holdout = label 1 (higher score = less likely a member):
+    :func:`roc_auc` of the pooled scores.
 
     Raises:
         ValueError: if either side is empty or holds a non-finite score.
@@ -224,9 +280,5 @@ def mia_auc(
         raise ValueError(
             f"AUC needs both classes; got {forget.size} forget and {holdout.size} holdout scores"
         )
-    from scipy.stats import rankdata  # scipy.stats is slow to import; load on first use
-
-    ranks = rankdata(np.concatenate([forget, holdout]))  # average ranks for ties
-    n_f, n_h = forget.size, holdout.size
-    u_holdout = ranks[n_f:].sum() - n_h * (n_h + 1) / 2.0
-    return float(u_holdout / (n_f * n_h))
+    labels = np.concatenate([np.zeros(forget.size, np.int64), np.ones(holdout.size, np.int64)])
+    return roc_auc(labels, np.concatenate([forget, holdout]))

@@ -20,9 +20,14 @@ Edge cases (documented behaviour, never a silent number):
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
+import os
+import sys
+import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,18 +46,57 @@ class RougeScores:
     rougeL_f1: float
 
 
-# rouge_score pulls in nltk (seconds to import): load it on first use only.
+@contextlib.contextmanager
+def _porter_only_nltk() -> Iterator[None]:
+    """While active, ``import nltk`` yields a bare package that loads submodules on demand.
+
+    ``rouge_score`` imports the whole of nltk (its ``__init__`` pulls in scipy.stats, the
+    classifiers, the parsers …: more than importing torch) but uses only
+    ``nltk.stem.porter.PorterStemmer`` for ROUGE-1/ROUGE-L (``nltk.sent_tokenize`` serves only
+    ROUGE-Lsum, not computed here). Inside this context the real ``porter.py`` (and the two
+    small modules it imports) run from nltk's own folder, nothing else; afterwards every
+    ``nltk`` entry is removed from ``sys.modules`` again, so a later ``import nltk`` anywhere
+    gets the full, real package. When nltk is already imported, nothing is done.
+    """
+    if "nltk" in sys.modules:
+        yield
+        return
+    spec = importlib.util.find_spec("nltk")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        yield
+        return
+    package = types.ModuleType("nltk")
+    package.__path__ = locations
+    stem = types.ModuleType("nltk.stem")
+    stem.__path__ = [os.path.join(locations[0], "stem")]
+    package.stem = stem  # type: ignore[attr-defined]
+    sys.modules["nltk"], sys.modules["nltk.stem"] = package, stem
+    try:
+        yield
+    finally:
+        for name in [n for n in sys.modules if n == "nltk" or n.startswith("nltk.")]:
+            del sys.modules[name]
+
+
+# rouge_score pulls in nltk (seconds to import): load it on first use only, and only the
+# Porter stemmer of it.
+@lru_cache(maxsize=1)
+def _rouge_modules() -> tuple[Any, Any]:
+    with _porter_only_nltk():
+        from rouge_score import rouge_scorer, tokenizers
+    return rouge_scorer, tokenizers
+
+
 @lru_cache(maxsize=2)
 def _scorer(use_stemmer: bool) -> Any:
-    from rouge_score import rouge_scorer
-
+    rouge_scorer, _ = _rouge_modules()
     return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=use_stemmer)
 
 
 @lru_cache(maxsize=2)
 def _tokenizer(use_stemmer: bool) -> Any:
-    from rouge_score import tokenizers
-
+    _, tokenizers = _rouge_modules()
     return tokenizers.DefaultTokenizer(use_stemmer=use_stemmer)
 
 
