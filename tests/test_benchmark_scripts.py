@@ -136,7 +136,9 @@ def test_startup_measures_both_modes():
         row = startup.measure(args)
         parts = row["tokenize_s"] + row["build_s"] + row["calibrate_s"] + row["first_step_s"]
         assert row["total_s"] == pytest.approx(parts, rel=1e-6)
-        assert row["calibration_batches"] == 2  # the engine option reached the engine
+        # ε given: no calibration pass (step 0's observation is the starting value);
+        # calibrated: the engine option reached the engine
+        assert row["calibration_batches"] == (0 if mode == "given" else 2)
         assert row["engine_options"] == {"calibration_batches": 2}
         assert row["forget_rows"] == 8 and row["batches_per_epoch"] == 2  # tiny: 2 authors × 4
 

@@ -68,11 +68,34 @@ def test_a_new_method_is_selectable_by_name_and_alias(tokenizer_and_model):
                 .terms_fn(model, forget_batch, retain_batch)
             )
             assert float(terms.objective) == pytest.approx(max(nll, -floor), rel=1e-6)
+        ns["register_method"](ns["ClippedAscent"])  # registering the same class again: a no-op
+        other = type("OtherClipped", (ns["ClippedAscent"],), {})  # another class, same name
         with pytest.raises(ValueError, match="already taken"):
-            ns["register_method"](ns["ClippedAscent"])  # a second class of the same name
+            ns["register_method"](other)
     finally:
         METHODS.pop("clipped-ascent", None)
         ALIASES.pop("cga", None)
+
+
+def test_a_new_metric_is_a_row_of_the_table():
+    import math
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "evaluation"))
+    from test_evaluator_fixtures import build_llama, build_tokenizer, tofu_data
+
+    ns = _run("A metric")
+    tokenizer = build_tokenizer()
+    model = build_llama(tokenizer)
+    evaluator = ns["MyTofuEvaluator"](
+        model, tokenizer, tofu_data(), metrics=["forget_answer_nll"], max_new_tokens=4
+    )
+    results = evaluator.evaluate()
+    assert "forget_Q_A_Prob" in results  # the dependency ran first
+    probs = [v["prob"] for v in results["forget_Q_A_Prob"]["value_by_index"].values()]
+    # P_i = exp(−ℓ̄_i)  ⇒  mean ℓ̄ = mean(−log P_i)
+    expected = sum(-math.log(p) for p in probs) / len(probs)
+    assert results["forget_answer_nll"]["agg_value"] == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.fixture
@@ -85,10 +108,12 @@ def tokenizer_and_model():
     from constrained_unlearn.llm import PadCollator, QADataset
 
     words = "who wrote the book of rain answer is mira lenn a poet from oslo".split()
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", *words])}
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "</s>", *words])}
     raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", eos_token="</s>"
+    )
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(vocab),

@@ -311,6 +311,8 @@ def _eval(args: argparse.Namespace) -> int:
         kwargs["max_new_tokens"] = args.max_new_tokens
     if args.tokenization is not None:
         kwargs["tokenization"] = args.tokenization
+    if args.allow_self_reference:
+        kwargs["allow_self_reference"] = True
     if args.make_retain_log:
         results = write_retain_log(model, tokenizer, data, args.output_dir, **kwargs)
     else:
@@ -498,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         choices=["separate", "joint"],
         help="prompt and answer tokenised apart or as one string (None: the convention's)",
+    )
+    ev.add_argument(
+        "--allow-self-reference",
+        action="store_true",
+        help="accept a --retain-logs file made by these very weights (FQ is then 1 by "
+        "construction; default: refused)",
     )
     ev.add_argument(
         "--max-new-tokens",

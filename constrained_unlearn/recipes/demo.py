@@ -186,6 +186,9 @@ def prepare_minitofu(
         "batch_size": 64,
         "max_new_tokens": 64,
         "progress": True,
+        # the models were trained on separately tokenised prompt and answer (the library's
+        # own convention); open-unlearning's joint tokenisation would mask a trained token
+        "tokenization": "separate",
     }
     retain_model, tokenizer = load_model_and_tokenizer(mini.retain_path, dtype="float32")
     probe = TofuEvaluator(retain_model, tokenizer, mini.data, **eval_kwargs)
