@@ -42,7 +42,7 @@ class ConstraintSpec:
     """One constraint ``value(θ) ≤ bound``.
 
     Attributes:
-        name: identifier; the key of this constraint's value in :class:`~constrained_unlearn.engine.terms.Terms`
+        name: identifier; the key of this constraint's value in [`Terms`][constrained_unlearn.engine.Terms]
             and of its multiplier in every checkpoint and log.
         bound: ε. ``None`` means "calibrate from the starting model" as
             ``ε = (1 + slack) · value(θ₀)``.
@@ -202,7 +202,7 @@ class UnlearningProblem(cooper.ConstrainedMinimizationProblem):
         """Set uncalibrated bounds from values measured at θ₀ and warn on an infeasible start.
 
         For a spec with ``bound=None``: ``ε = (1 + slack) · value(θ₀)``. For a given bound with
-        ``value(θ₀) > ε`` an :class:`InfeasibleStartWarning` is issued: the constraint is active
+        ``value(θ₀) > ε`` an [`InfeasibleStartWarning`][constrained_unlearn.problem.InfeasibleStartWarning] is issued: the constraint is active
         from the first step and λ will grow until the retain loss comes down.
         """
         for name, spec in self.specs.items():

@@ -7,7 +7,7 @@
     python resume_worker.py OUT CKPT_DIR resume
         a fresh process continues from the newest complete checkpoint; results to
         OUT.resume.<rank>.pt, plus the nuPI state of every multiplier right after loading
-        (:func:`resume` does the same inside the calling process).
+        (`resume` does the same inside the calling process).
 
 The problem: a linear classifier with three named constraints (retain CE, weight norm, bias
 norm), nuPI dual, Adam primal, linear LR decay, K = 2 micro-batches per step, and terms that

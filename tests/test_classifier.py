@@ -48,7 +48,7 @@ def class_result(original, class_split):
 
 
 # -- data ---------------------------------------------------------------------------------
-def test_digits_are_standardised_and_split_deterministically(class_split, random_split):
+def test_digits_are_standardized_and_split_deterministically(class_split, random_split):
     data = class_split.data
     assert data.x_train.shape == (1347, 64) and data.x_test.shape == (450, 64)
     assert data.num_classes == 10

@@ -75,7 +75,7 @@ def _deepest(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def analyse(root: Path = ROOT, package: str = PACKAGE):
+def analyze(root: Path = ROOT, package: str = PACKAGE):
     """``(edges {module: {imported modules}}, private-name offenders [text])``."""
     modules = module_files(root, package)
     edges: dict[str, set[str]] = {m: set() for m in modules}
@@ -215,7 +215,7 @@ def test_checker_finds_cycles_and_private_reads(tmp_path):
             "pkg/e.py": "from pkg.sub._inner import z\n",
         },
     )
-    edges, offenders = analyse(tmp_path, "pkg")
+    edges, offenders = analyze(tmp_path, "pkg")
     assert edges["pkg.a"] == {"pkg.b"} and edges["pkg.b"] == {"pkg.a"}
     assert edges["pkg.c"] == {"pkg.d"}  # the TYPE_CHECKING import is not an edge
     assert edges["pkg.d"] == {"pkg._util"}
@@ -231,7 +231,7 @@ def test_checker_finds_cycles_and_private_reads(tmp_path):
 # -- the package -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def graph():
-    return analyse()
+    return analyze()
 
 
 def test_graph_sees_the_package(graph):

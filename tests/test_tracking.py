@@ -39,8 +39,8 @@ def _free_port() -> int:
 
 
 class Server:
-    """``mlflow server`` on a free port with a sqlite store under ``root``; :meth:`start` again
-    after :meth:`stop` brings it back on the same port with the same store."""
+    """``mlflow server`` on a free port with a sqlite store under ``root``; `start` again
+    after `stop` brings it back on the same port with the same store."""
 
     def __init__(self, root: Path) -> None:
         self.port = _free_port()
@@ -49,7 +49,7 @@ class Server:
         self.start()
 
     def start(self) -> None:
-        """Start the server (returns at once; :meth:`wait` for it to answer)."""
+        """Start the server (returns at once; `wait` for it to answer)."""
         self.log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         root = self.root
         env = {

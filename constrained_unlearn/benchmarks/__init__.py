@@ -1,9 +1,9 @@
 """Benchmarks: TOFU and MUSE through ``datasets`` (hub id or local folder), and mini-TOFU.
 
-* :func:`load_tofu` / :func:`load_muse`: one split as a ``datasets.Dataset``; the source is a
-  hub id or a local folder with the same files (layout in :mod:`._source`).
-* :func:`build_minitofu`: the synthetic, offline TOFU of this library (data, tokenizer, target
-  and retain model), cached on disk; its data loads through :func:`load_tofu`.
+* [`load_tofu`][constrained_unlearn.benchmarks.load_tofu] / [`load_muse`][constrained_unlearn.benchmarks.load_muse]: one split as a ``datasets.Dataset``; the source is a
+  hub id or a local folder with the same files (layout in `_source`).
+* [`build_minitofu`][constrained_unlearn.benchmarks.build_minitofu]: the synthetic, offline TOFU of this library (data, tokenizer, target
+  and retain model), cached on disk; its data loads through [`load_tofu`][constrained_unlearn.benchmarks.load_tofu].
 """
 
 from constrained_unlearn.benchmarks.minimuse import MiniMuse, build_minimuse

@@ -40,7 +40,7 @@ def cache_key(inputs: Mapping[str, Any]) -> str:
 
 def write_manifest(folder: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``fields`` plus the build environment (library versions, torch threads, time) as
-    the entry's :data:`MANIFEST`, which must be the last file of a build; return it."""
+    the entry's `MANIFEST`, which must be the last file of a build; return it."""
     import torch
     import transformers
 
@@ -83,7 +83,7 @@ def ensure_entry(
 ) -> tuple[Path, dict[str, Any], bool]:
     """Return ``(entry folder, manifest, cache_hit)``, building the entry with ``build(tmp)``.
 
-    ``build`` must write a complete entry into the folder it is given, :data:`MANIFEST` last.
+    ``build`` must write a complete entry into the folder it is given, `MANIFEST` last.
 
     Raises:
         RuntimeError: the entry exists without a manifest (not written by this library).

@@ -17,12 +17,12 @@ Local layout (first match wins, formats in the order parquet, jsonl, json)::
 ``.json`` may hold JSON Lines or one JSON array; ``.jsonl`` holds JSON Lines. Local files are read
 with the ``json`` / ``parquet`` builders of ``datasets``, so a local split is a
 ``datasets.Dataset`` exactly like a hub split; a file that cannot be parsed (a truncated last
-line …) raises :class:`DataFileError` naming the file and the parser's reason.
+line …) raises `DataFileError` naming the file and the parser's reason.
 
 A hub id fails fast when it cannot be fetched: with ``HF_HUB_OFFLINE`` set, or when a short
 connect probe finds the hub unreachable
-(:func:`~constrained_unlearn.llm.loading.hub_unreachable`), ``load_dataset`` runs in offline mode
-(the cache only) and a dataset that is not cached raises :class:`DatasetUnavailableError` at once
+(`hub_unreachable`), ``load_dataset`` runs in offline mode
+(the cache only) and a dataset that is not cached raises `DatasetUnavailableError` at once
 with one line naming the id, the local-folder alternative and ``HF_HUB_OFFLINE``.
 
 ``datasets`` is imported when a split is loaded, not with this module.

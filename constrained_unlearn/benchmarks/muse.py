@@ -17,7 +17,7 @@ config        splits                                           columns
 
 ``scal`` and ``sust`` exist for News only. A local folder holds
 ``<root>/<config>/<split>.{parquet,jsonl,json}`` or sharded ``<root>/<config>/<split>-*.<ext>``
-(see :mod:`constrained_unlearn.benchmarks._source`).
+(see `constrained_unlearn.benchmarks._source`).
 
 Example::
 
@@ -74,9 +74,9 @@ def load_muse(
     """Load one MUSE split as a ``datasets.Dataset``.
 
     Args:
-        config: a key of :data:`MUSE_SPLITS` (``"raw"``, ``"knowmem"`` …).
+        config: a key of [`MUSE_SPLITS`][constrained_unlearn.benchmarks.MUSE_SPLITS] (``"raw"``, ``"knowmem"`` …).
         split: one of ``MUSE_SPLITS[config]``.
-        source: :data:`MUSE_NEWS` (default), :data:`MUSE_BOOKS`, another hub id or a local
+        source: `MUSE_NEWS` (default), `MUSE_BOOKS`, another hub id or a local
             folder (module docstring).
         **load_kwargs: passed to ``datasets.load_dataset``.
 

@@ -15,7 +15,7 @@ config                            columns
 
 ``XX`` ∈ {01, 05, 10} for forget/holdout and {99, 95, 90} for retain. Local folders hold
 ``<root>/<config>.{parquet,jsonl,json}`` (TOFU's own repository layout) or
-``<root>/<config>/train.<ext>``; see :mod:`constrained_unlearn.benchmarks._source`. mini-TOFU
+``<root>/<config>/train.<ext>``; see `constrained_unlearn.benchmarks._source`. mini-TOFU
 writes the first form, so ``load_tofu(config, minitofu.data_dir)`` reads it with this same code.
 
 Example::
@@ -93,7 +93,7 @@ def load_tofu(
     """Load one TOFU config as a ``datasets.Dataset``.
 
     Args:
-        config: a name from :data:`TOFU_CONFIGS` (``"forget10"``, ``"retain_perturbed"`` …).
+        config: a name from [`TOFU_CONFIGS`][constrained_unlearn.benchmarks.TOFU_CONFIGS] (``"forget10"``, ``"retain_perturbed"`` …).
         source: the hub id (default ``"locuslab/TOFU"``) or a local folder (module docstring),
             e.g. ``build_minitofu().data_dir``.
         split: TOFU has only ``"train"``.
@@ -101,7 +101,7 @@ def load_tofu(
 
     Raises:
         ValueError: unknown config or split (lists the valid ones), empty split, missing
-            columns (:func:`tofu_columns`).
+            columns ([`tofu_columns`][constrained_unlearn.benchmarks.tofu_columns]).
         FileNotFoundError: local folder missing, or without this config's file.
     """
     if config not in TOFU_CONFIGS:
@@ -121,7 +121,7 @@ def load_tofu(
 
 def _local_json_rows(root: Path, config: str) -> list[dict[str, Any]] | None:
     """Rows of ``<root>/<config>/train.{jsonl,json}`` or ``<root>/<config>.{jsonl,json}`` read
-    with :mod:`json` (JSON Lines, or one JSON array); ``None`` when no such file exists."""
+    with `json` (JSON Lines, or one JSON array); ``None`` when no such file exists."""
     for path in (
         root / config / "train.jsonl",
         root / config / "train.json",
@@ -147,11 +147,11 @@ def tofu_eval_data(
 ) -> dict[str, Any]:
     """``{config: rows}`` of just the TOFU ``configs`` an evaluation reads.
 
-    Pass the list from :func:`constrained_unlearn.evaluation.tofu.required_configs`. A local
-    folder's JSON / JSON Lines files are read directly with :mod:`json` (milliseconds, no
+    Pass the list from `constrained_unlearn.evaluation.tofu.required_configs`. A local
+    folder's JSON / JSON Lines files are read directly with `json` (milliseconds, no
     ``datasets`` import: mini-TOFU and TOFU's own repository layout); anything else (a hub
-    id, parquet files) goes through :func:`load_tofu`. Rows are checked for the config's
-    columns (:func:`tofu_columns`) either way.
+    id, parquet files) goes through [`load_tofu`][constrained_unlearn.benchmarks.load_tofu]. Rows are checked for the config's
+    columns ([`tofu_columns`][constrained_unlearn.benchmarks.tofu_columns]) either way.
 
     Raises:
         ValueError: an unknown config, an empty config or missing columns.

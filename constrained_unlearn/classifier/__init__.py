@@ -3,9 +3,9 @@
     minimise  L_f(θ) = mean over D_f of (max_k z_k − mean_k z_k)²
     s.t.      L_r(θ) = mean cross-entropy over D_r ≤ ε
 
-Modules: :mod:`.data` (digits, forget-class / forget-random splits), :mod:`.model` (MLP),
-:mod:`.training` (original and retrained models), :mod:`.terms` (the engine contract),
-:mod:`.evaluation` (accuracies, membership AUC) and :mod:`.unlearn` (:func:`unlearn_classifier`).
+Modules: `data` (digits, forget-class / forget-random splits), `model` (MLP),
+`training` (original and retrained models), `terms` (the engine contract),
+`evaluation` (accuracies, membership AUC) and `unlearn` ([`unlearn_classifier`][constrained_unlearn.classifier.unlearn_classifier]).
 """
 
 from constrained_unlearn.classifier.data import (

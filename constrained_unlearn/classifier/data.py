@@ -71,7 +71,7 @@ class ClassifierSplit:
     """A training set split into forget and retain parts, plus the held-out test set.
 
     Attributes:
-        data: the underlying :class:`TabularData`.
+        data: the underlying [`TabularData`][constrained_unlearn.classifier.TabularData].
         forget_index: ``[N_f]`` int64 indices into ``data.x_train`` (sorted, N_f ≥ 1).
         retain_index: ``[N_r]`` int64, the complement of ``forget_index`` (N_r ≥ 1).
         scenario: ``"class"`` or ``"random"``.

@@ -11,7 +11,7 @@ the per-example cross-entropy:
 
       AUC = P(ℓ_nonmember > ℓ_member) + ½ P(ℓ_nonmember = ℓ_member)
 
-  (the rank-based Mann–Whitney AUC of :func:`constrained_unlearn.evaluation.metrics.mia.mia_auc`
+  (the rank-based Mann–Whitney AUC of [`constrained_unlearn.evaluation.metrics.mia.mia_auc`][constrained_unlearn.evaluation.metrics.mia_auc]
   with the forget losses as its forget scores and the held-out losses as its holdout scores —
   the one AUC of the library; it equals ``sklearn.metrics.roc_auc_score`` with label 1 for
   members and score ``−ℓ``). 0.5: the forget
@@ -87,7 +87,7 @@ def loss_threshold_mia_auc(member_losses: torch.Tensor, nonmember_losses: torch.
 
 @dataclass(frozen=True)
 class ClassifierMetrics:
-    """What :func:`evaluate_classifier` measures (accuracies in [0, 1]).
+    """What [`evaluate_classifier`][constrained_unlearn.classifier.evaluate_classifier] measures (accuracies in [0, 1]).
 
     Attributes:
         forget_acc: accuracy on D_f.

@@ -9,7 +9,7 @@ With ``z = f_θ(x) ∈ R^{B×C}`` the class logits:
 ``L_f`` is zero exactly when the prediction on a forget example is uniform over the C classes;
 the labels of the forget batch are not used. For class forgetting the objective can instead be
 restricted to a support ``S`` (the retained classes, see
-:func:`~constrained_unlearn.losses.support_margin_loss`):
+[`support_margin_loss`][constrained_unlearn.losses.support_margin_loss]):
 
     objective  L_f = (1/B_f) Σ_i [ m_S(z_i)² + max(0, max_{k∉S} z_{i,k} − μ_S(z_i) + gap)² ]
 

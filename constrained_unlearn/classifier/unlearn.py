@@ -1,13 +1,13 @@
 """PDU for classifiers: ``min L_f(θ)  s.t.  L_r(θ) ≤ ε`` through the library's engine.
 
 ``L_f`` is the margin-flattening loss on the forget examples' class logits and ``L_r`` the
-cross-entropy on the retain examples (:class:`~constrained_unlearn.classifier.terms.ClassifierTerms`).
+cross-entropy on the retain examples ([`ClassifierTerms`][constrained_unlearn.classifier.ClassifierTerms]).
 What "flat" means depends on the scenario (``flatten_over``):
 
 * random forgetting — flat over all C classes (PDU's target; on a model that generalises
   well it over-shoots: the forget examples end with a higher loss than unseen data);
 * class forgetting — flat over the C − 1 retained classes with the forgotten class's logit
-  ``gap`` below them (:func:`~constrained_unlearn.losses.support_margin_loss`). That is what
+  ``gap`` below them ([`support_margin_loss`][constrained_unlearn.losses.support_margin_loss]). That is what
   the retrained model does on the forgotten class: it never learnt the class, so it spreads the
   prediction over the others and gives the class almost nothing. Flattening over all C classes
   would leave the forgotten class's top-1 accuracy at chance (1/C) instead of ≈ 0.
@@ -50,7 +50,7 @@ __all__ = ["ClassifierUnlearningResult", "unlearn_classifier"]
 
 @dataclass
 class ClassifierUnlearningResult:
-    """The outcome of :func:`unlearn_classifier`.
+    """The outcome of [`unlearn_classifier`][constrained_unlearn.classifier.unlearn_classifier].
 
     Attributes:
         model: the unlearned model (a copy of the input unless ``in_place=True``), eval mode.
@@ -143,15 +143,15 @@ def unlearn_classifier(
 ) -> ClassifierUnlearningResult:
     """Unlearn ``split``'s forget set from ``model`` with a primal-dual solver.
 
-    Solves ``min_θ L_f(θ) s.t. L_r(θ) ≤ ε`` with :class:`~constrained_unlearn.engine.UnlearningEngine`:
+    Solves ``min_θ L_f(θ) s.t. L_r(θ) ≤ ε`` with [`UnlearningEngine`][constrained_unlearn.engine.UnlearningEngine]:
     each optimiser step pairs a forget batch ``[batch_size, D]`` with a retain batch
-    ``[retain_batch_size, D]`` (:class:`~constrained_unlearn.engine.PairedData` over
+    ``[retain_batch_size, D]`` ([`PairedData`][constrained_unlearn.engine.PairedData] over
     ``TensorDataset`` items), takes an AdamW step on the Lagrangian ``L_f + λ (L_r − ε_int)``
     and a dual step ``λ ← max(0, λ + η (L_r − ε_int))`` (for ``gda``; other solvers differ only
     in the update).
 
     Args:
-        model: a classifier ``[B, D] → [B, C]`` (e.g. from :func:`make_mlp`); not modified
+        model: a classifier ``[B, D] → [B, C]`` (e.g. from [`make_mlp`][constrained_unlearn.classifier.make_mlp]); not modified
             unless ``in_place``.
         split: the forget/retain/test split.
         solver: a solver name or object (see module doc).
@@ -169,7 +169,7 @@ def unlearn_classifier(
             ``solver_kwargs={"penalty": c}``).
         solver_kwargs: extra or overriding solver hyper-parameters (e.g. ``{"kp": 5.0}`` for
             nupi, ``{"warmup_steps": 10}``).
-        lr_scheduler: primal learning-rate decay (see :class:`EngineConfig`).
+        lr_scheduler: primal learning-rate decay (see [`EngineConfig`][constrained_unlearn.engine.EngineConfig]).
         max_grad_norm: clip the primal gradient (``None``: no clipping).
         flatten_over: the classes the forget output is flattened over: ``"all"`` (uniform over
             C), ``"retained"`` (uniform over the classes other than ``split.forget_class``,
@@ -182,7 +182,7 @@ def unlearn_classifier(
         progress: show the engine's progress bar.
 
     Returns:
-        A :class:`ClassifierUnlearningResult`.
+        A [`ClassifierUnlearningResult`][constrained_unlearn.classifier.ClassifierUnlearningResult].
     """
     if epsilon is not None and not (
         isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0

@@ -1,3 +1,3 @@
-"""The ``constrained-unlearn`` command line (:mod:`constrained_unlearn.cli.main`)."""
+"""The ``constrained-unlearn`` command line (`constrained_unlearn.cli.main`)."""
 
 __all__: list[str] = []

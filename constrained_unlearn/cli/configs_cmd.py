@@ -1,5 +1,5 @@
 """``constrained-unlearn configs list|show|copy|path NAME``: the run configs shipped with the
-package (:mod:`constrained_unlearn.configs`), in the spirit of ``tune ls`` / ``tune cp``."""
+package (`constrained_unlearn.configs`), in the spirit of ``tune ls`` / ``tune cp``."""
 
 from __future__ import annotations
 

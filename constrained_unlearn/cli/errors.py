@@ -95,7 +95,7 @@ def _os_error(err: OSError) -> Report:
 
 
 def describe(err: BaseException) -> Report:
-    """The :class:`Report` of ``err``: its status and the line(s) to print."""
+    """The `Report` of ``err``: its status and the line(s) to print."""
     names, module, line = _names(err), _module(err), _first_line(err)
     if isinstance(err, KeyboardInterrupt):
         return Report(EXIT_INTERRUPTED, "interrupted (a checkpoint, if any, was written first)")

@@ -2,7 +2,7 @@
 
 Importing this module is cheap (no torch, MLflow, ``datasets``, matplotlib, scipy or peft):
 each command imports what it needs inside its handler. Failures are reported by
-:mod:`constrained_unlearn.cli.errors` as one or two lines with the fix (exit 2: input, 1:
+`constrained_unlearn.cli.errors` as one or two lines with the fix (exit 2: input, 1:
 runtime, 130: interrupted); ``--debug`` adds the traceback.
 """
 

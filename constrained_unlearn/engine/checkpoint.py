@@ -1,6 +1,6 @@
 """Checkpoints that hold everything a run needs to continue exactly where it stopped.
 
-Pure I/O over explicit objects (:class:`RunObjects`: model, optimiser, scheduler, problem, dual
+Pure I/O over explicit objects (`RunObjects`: model, optimiser, scheduler, problem, dual
 optimiser, run state, history, config); it knows nothing of the training loop.
 
 Layout of ``<checkpoint_dir>``::
@@ -32,19 +32,19 @@ with ``os.replace``, then prunes to the newest ``keep_last``. A crash at any poi
 previous checkpoints untouched and loadable. A shared file system is assumed across ranks.
 
 Integrity: loading checks every file against its sha256 in ``COMPLETE`` (a flipped byte is
-refused with :class:`CheckpointDamagedError`); :func:`latest_checkpoint` skips a damaged newest
+refused with [`CheckpointDamagedError`][constrained_unlearn.engine.CheckpointDamagedError]); [`latest_checkpoint`][constrained_unlearn.engine.latest_checkpoint] skips a damaged newest
 checkpoint for the newest intact one, with a warning naming both.
 
 Loading never unpickles arbitrary objects: weights come from safetensors and every ``.pt`` file
 is read with ``torch.load(..., weights_only=True)`` (nuPI's ``nuPIInitType`` is registered as a
-safe global by :mod:`constrained_unlearn.solvers.nupi`). Dual state is matched by constraint
+safe global by `constrained_unlearn.solvers.nupi`). Dual state is matched by constraint
 name (invariant 2): the optimiser state is re-ordered to this run's registration order, and a
 checkpoint of a different constraint set is refused. The run signature is compared with the
-current one (:mod:`constrained_unlearn.engine.signature`): every difference is listed in one
-:class:`CheckpointError` unless allowed by ``overrides``. Everything is validated before
+current one (`constrained_unlearn.engine.signature`): every difference is listed in one
+[`CheckpointError`][constrained_unlearn.engine.CheckpointError] unless allowed by ``overrides``. Everything is validated before
 anything is changed, so a refused load leaves the objects as they were.
 
-The data order is not stored: :class:`~constrained_unlearn.engine.data.PairedData` re-creates it
+The data order is not stored: [`PairedData`][constrained_unlearn.engine.PairedData] re-creates it
 from its seed, and the engine skips the micro-batches already consumed.
 """
 
@@ -162,7 +162,7 @@ class RunObjects:
 
 @dataclass
 class LoadedCheckpoint:
-    """What :func:`load_checkpoint` hands back beside the restored objects.
+    """What `load_checkpoint` hands back beside the restored objects.
 
     Attributes:
         path: the checkpoint.
@@ -211,7 +211,7 @@ def latest_checkpoint(
 ) -> Path | None:
     """The newest complete (and, with ``verify``, intact) checkpoint in ``directory``.
 
-    With ``report``, every incomplete checkpoint is reported with a :class:`CheckpointWarning`
+    With ``report``, every incomplete checkpoint is reported with a [`CheckpointWarning`][constrained_unlearn.engine.CheckpointWarning]
     (it was being written when a run stopped), and so is every damaged one skipped for an older
     intact one (naming both). ``None`` if there is none.
     """
@@ -646,7 +646,7 @@ _RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
 
 
 def _parse_history(raw: Any, path: Path) -> list[StepRecord]:
-    """Step records from ``history.json``; anything malformed is a :class:`CheckpointError`."""
+    """Step records from ``history.json``; anything malformed is a [`CheckpointError`][constrained_unlearn.engine.CheckpointError]."""
     where = path / HISTORY_FILE
     if not isinstance(raw, list):
         raise CheckpointError(f"{where} must hold a list of step records, got {type(raw).__name__}")

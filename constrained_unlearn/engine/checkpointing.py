@@ -1,7 +1,7 @@
 """When a run checkpoints and where it resumes from (the policy; the I/O is in ``checkpoint``).
 
 * every ``save_every`` optimiser steps, at the end (``save_final``), and after an agreed
-  interrupt (:class:`~constrained_unlearn.engine.interrupt.InterruptGuard`), then stop;
+  interrupt (`InterruptGuard`), then stop;
 * after any other ``KeyboardInterrupt`` in a single process: the last step boundary, with the
   RNG state captured there (nothing if a step was half applied);
 * ``resume=True``: the newest complete and intact checkpoint (damaged ones are skipped with a
@@ -29,11 +29,11 @@ logger = logging.getLogger(__name__)
 
 
 class Checkpointing:
-    """Checkpoint policy of one run over :func:`checkpoint.save_checkpoint` / ``load_checkpoint``.
+    """Checkpoint policy of one run over `checkpoint.save_checkpoint` / ``load_checkpoint``.
 
     Args:
         config: the engine's settings (``checkpoint_dir``, ``save_every``, ``keep_last`` …).
-        objects: returns the run's :class:`~constrained_unlearn.engine.checkpoint.RunObjects`.
+        objects: returns the run's `RunObjects`.
         interrupt: the run's interrupt guard.
         accelerator: the run's ``Accelerator`` (which rank reports; how many there are).
 
@@ -122,7 +122,7 @@ class Checkpointing:
             )
 
     def after_step(self, step: int) -> None:
-        """Periodic checkpoint; checkpoint and raise :class:`AgreedStop` after an interrupt."""
+        """Periodic checkpoint; checkpoint and raise `AgreedStop` after an interrupt."""
         saved = False
         if self.config.save_every is not None and step % self.config.save_every == 0:
             self.save()

@@ -40,13 +40,13 @@ class EngineConfig:
         lr_warmup_ratio: fraction of the optimiser steps with a linear LR warm-up.
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (through accelerate).
         cpu: force the CPU even if an accelerator is present.
-        seed: seeds python, numpy and torch at the start of :meth:`fit`.
+        seed: seeds python, numpy and torch at the start of `fit`.
         progress: show a progress bar (main process only).
         infeasible_patience: warn when a constraint is violated for this many consecutive live
             optimiser steps (``None``: never).
         multiplier_limit: warn when a multiplier exceeds this value.
         checkpoint_dir: where checkpoints are written (``<dir>/checkpoint-<step>``, see
-            :mod:`constrained_unlearn.engine.checkpoint`); ``None``: no checkpoints, and Ctrl-C
+            `constrained_unlearn.engine.checkpoint`); ``None``: no checkpoints, and Ctrl-C
             behaves as usual.
         save_every: write a checkpoint every this many optimiser steps (needs
             ``checkpoint_dir``; ``None``: only on interrupt and at the end).
@@ -58,16 +58,16 @@ class EngineConfig:
             ``ε = (1 + slack) · c(θ₀)``. ``None`` (default): all of epoch 0, because ε bounds the
             whole run and a few batches would move it by their noise; a number bounds the
             start-up cost. When every ε is given there is no extra pass: the starting values
-            are step 0's observation (see :mod:`constrained_unlearn.engine.starting`).
+            are step 0's observation (see `constrained_unlearn.engine.starting`).
         resume: ``True`` continues from the newest complete checkpoint in ``checkpoint_dir``
             (a fresh start when there is none); a path continues from that checkpoint;
-            ``False`` starts fresh. :meth:`UnlearningEngine.fit` can override it.
-        resume_overrides: keys of the run signature (:mod:`constrained_unlearn.engine.signature`,
+            ``False`` starts fresh. [`UnlearningEngine.fit`][constrained_unlearn.engine.UnlearningEngine.fit] can override it.
+        resume_overrides: keys of the run signature (`constrained_unlearn.engine.signature`,
             e.g. ``"optimizer.group0.lr"``, ``"constraint.retain.bound"``, ``"method.name"``) that
             may deliberately differ from the checkpoint's on resume; each is logged and recorded
             in ``UnlearningEngine.resume_overridden``. Every other difference is refused.
         feasibility_tolerance: relative tolerance τ of the end-of-run check
-            ``value ≤ bound · (1 + τ)`` (:mod:`constrained_unlearn.engine.feasibility`).
+            ``value ≤ bound · (1 + τ)`` (`constrained_unlearn.engine.feasibility`).
     """
 
     epochs: int = 1

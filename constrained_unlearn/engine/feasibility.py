@@ -4,7 +4,7 @@ For a constraint ``c_i(θ) ≤ ε_i`` with final value ``v_i`` and relative tole
 
     satisfied_i  ⇔  v_i ≤ ε_i · (1 + τ)        factor_i = v_i / ε_i
 
-A run that ends outside is reported loudly (a :class:`ConstraintInfeasibleWarning` naming the
+A run that ends outside is reported loudly (a [`ConstraintInfeasibleWarning`][constrained_unlearn.engine.ConstraintInfeasibleWarning] naming the
 factor), never as a silent "done".
 """
 
@@ -47,7 +47,7 @@ class FeasibilityReport:
 def check_feasibility(
     values: Mapping[str, float], bounds: Mapping[str, float], tolerance: float = 0.0
 ) -> dict[str, FeasibilityReport]:
-    """One :class:`FeasibilityReport` per constraint of ``bounds``.
+    """One [`FeasibilityReport`][constrained_unlearn.engine.FeasibilityReport] per constraint of ``bounds``.
 
     Raises:
         ValueError: a negative or non-finite tolerance, or a constraint without a final value.

@@ -15,7 +15,7 @@ __all__ = ["check_finite_state", "check_terms"]
 
 
 def check_terms(terms: Any, names: Sequence[str]) -> Terms:
-    """``terms`` if it is a :class:`Terms` with scalar objective and values for ``names``.
+    """``terms`` if it is a [`Terms`][constrained_unlearn.engine.Terms] with scalar objective and values for ``names``.
 
     Raises:
         TermsError: naming what is wrong (type, shape, constraint names) and the fix.
@@ -46,7 +46,7 @@ def check_terms(terms: Any, names: Sequence[str]) -> Terms:
 
 
 def check_finite_state(model: torch.nn.Module, problem: UnlearningProblem, step: int) -> None:
-    """Raise :class:`NonFiniteError` if a trainable parameter or a multiplier is NaN/inf.
+    """Raise [`NonFiniteError`][constrained_unlearn.engine.NonFiniteError] if a trainable parameter or a multiplier is NaN/inf.
 
     One host sync for all tensors (a stacked ``isfinite(p).all()`` per tensor).
     """

@@ -61,9 +61,9 @@ class History:
     """All step records of a run, in order.
 
     Attributes:
-        records: one :class:`StepRecord` per optimiser step.
+        records: one [`StepRecord`][constrained_unlearn.engine.StepRecord] per optimiser step.
         feasibility: ``{name: FeasibilityReport}`` of the last step's values against the bounds,
-            set at the end of :meth:`UnlearningEngine.fit` (empty before).
+            set at the end of [`UnlearningEngine.fit`][constrained_unlearn.engine.UnlearningEngine.fit] (empty before).
     """
 
     records: list[StepRecord] = field(default_factory=list)

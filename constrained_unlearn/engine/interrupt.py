@@ -1,13 +1,13 @@
 """Deferred interrupts: the first SIGINT/SIGTERM finishes the step, the second stops at once.
 
 While installed (checkpointing on, main thread), the first SIGINT or SIGTERM (SLURM preemption
-and torchrun's agent send SIGTERM before killing a job) only sets :attr:`InterruptGuard.requested`.
+and torchrun's agent send SIGTERM before killing a job) only sets `InterruptGuard.requested`.
 The engine carries that flag through the step's all-reduce, so every rank agrees on the step
-after which to checkpoint and stop (:attr:`stop_agreed`). A second signal raises
+after which to checkpoint and stop (`stop_agreed`). A second signal raises
 ``KeyboardInterrupt`` at once.
 
 The guard also tracks whether the run is at an optimiser-step boundary (nothing half-applied:
-:attr:`consistent`) and this rank's RNG state at the last boundary, so a ``KeyboardInterrupt``
+`consistent`) and this rank's RNG state at the last boundary, so a ``KeyboardInterrupt``
 inside a step can still checkpoint the previous boundary exactly.
 """
 

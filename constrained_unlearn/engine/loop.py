@@ -11,13 +11,13 @@
         final checkpoint; feasibility of the last step's values against ε
 
 The engine knows no model family (it only calls ``terms_fn``) and no solver: a solver's
-:meth:`~constrained_unlearn.solvers.Solver.step` orders the primitives of
-:mod:`constrained_unlearn.engine.primitives`, which enforce the invariants (λ moves once per
+[`step`][constrained_unlearn.solvers.Solver.step] orders the primitives of
+`constrained_unlearn.engine.primitives`, which enforce the invariants (λ moves once per
 optimiser step on the all-reduced mean of its micro-batches, state by constraint name).
 
-Run state lives in :mod:`~constrained_unlearn.engine.state`, checkpoint I/O in
-:mod:`~constrained_unlearn.engine.checkpoint`, signals in :mod:`~constrained_unlearn.engine.interrupt`,
-the infeasibility warnings in :mod:`~constrained_unlearn.engine.monitor`. With checkpointing on,
+Run state lives in `state`, checkpoint I/O in
+`checkpoint`, signals in `interrupt`,
+the infeasibility warnings in `monitor`. With checkpointing on,
 the first SIGINT/SIGTERM finishes the step, checkpoints and raises ``KeyboardInterrupt``; a
 resumed run ends bit-identical to an uninterrupted one on the same hardware.
 """
@@ -78,27 +78,27 @@ class UnlearningEngine:
         data: the paired forget/retain data.
         constraints: constraint specifications; default one calibrated ``"retain"`` constraint.
         solver: a solver name (``"gda"``, ``"alternating-gda"``, ``"extragradient"``,
-            ``"augmented-lagrangian"``, ``"nupi"``, ``"penalty"``) or a :class:`Solver`.
+            ``"augmented-lagrangian"``, ``"nupi"``, ``"penalty"``) or a [`Solver`][constrained_unlearn.solvers.Solver].
         solver_kwargs: hyper-parameters when ``solver`` is a name.
         optimizer: a primal optimiser over ``model``'s parameters, or a factory taking the
             trainable parameters; default ``AdamW(lr=lr)``.
         lr: learning rate of the default optimiser.
         config: loop settings.
         accelerator: an existing ``Accelerator`` (default: one built from ``config``).
-        callbacks: :class:`Callback` objects.
+        callbacks: [`Callback`][constrained_unlearn.engine.Callback] objects.
         run_config: the resolved configuration of the whole run (any JSON-serialisable dict;
             other values are stored as strings), written into every checkpoint's
             ``config.json``.
         run_signature: what determines the run beyond the engine's own settings (method and
             its options, model id, max_length …), flat ``{key: JSON value}``; stored in every
-            checkpoint with the engine's own part (:mod:`~constrained_unlearn.engine.signature`)
+            checkpoint with the engine's own part (`signature`)
             and compared on resume (``EngineConfig.resume_overrides`` lists keys that may differ).
 
     Attributes:
         state: the explicit run state (progress, monitor, starting values, signature).
-        feasibility: ``{name: FeasibilityReport}`` of the last step's values after :meth:`fit`.
+        feasibility: ``{name: FeasibilityReport}`` of the last step's values after [`fit`][constrained_unlearn.engine.UnlearningEngine.fit].
         last_checkpoint: the newest checkpoint this engine wrote or resumed from.
-        resumed_from: the checkpoint :meth:`fit` resumed from (``None`` for a fresh start).
+        resumed_from: the checkpoint [`fit`][constrained_unlearn.engine.UnlearningEngine.fit] resumed from (``None`` for a fresh start).
     """
 
     def __init__(
@@ -369,14 +369,14 @@ class UnlearningEngine:
         """Write ``<directory>/checkpoint-<global_step>`` now (call it on every rank).
 
         ``directory`` defaults to ``config.checkpoint_dir``; ``config.keep_last`` applies. Call
-        it between optimiser steps (e.g. from :meth:`Callback.on_step_end`) or after :meth:`fit`.
+        it between optimiser steps (e.g. from [`Callback.on_step_end`][constrained_unlearn.engine.Callback.on_step_end]) or after [`fit`][constrained_unlearn.engine.UnlearningEngine.fit].
         """
         return self.checkpointing.save(directory=directory)
 
     def load_checkpoint(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
         """Restore weights, optimiser, dual state, run state and history from a checkpoint.
 
-        The saved RNG state is applied when :meth:`fit` continues. Refuses (``CheckpointError``)
+        The saved RNG state is applied when [`fit`][constrained_unlearn.engine.UnlearningEngine.fit] continues. Refuses (``CheckpointError``)
         a damaged checkpoint, another constraint set, or a run whose signature differs (every
         differing key listed; ``EngineConfig.resume_overrides`` allows named keys).
         """

@@ -3,10 +3,10 @@
 After every optimiser step, for each constraint ``i`` with violation ``v_i = c̄_i − ε_i``:
 
 * ``n_i ← n_i + 1`` if the dual is live and ``v_i > 0``, else ``n_i ← 0``; when
-  ``n_i ≥ patience`` a :class:`ConstraintInfeasibleWarning` is issued (once per constraint);
-* when ``λ_i > limit`` a :class:`ConstraintInfeasibleWarning` is issued (once per constraint).
+  ``n_i ≥ patience`` a [`ConstraintInfeasibleWarning`][constrained_unlearn.engine.ConstraintInfeasibleWarning] is issued (once per constraint);
+* when ``λ_i > limit`` a [`ConstraintInfeasibleWarning`][constrained_unlearn.engine.ConstraintInfeasibleWarning] is issued (once per constraint).
 
-The counters live in a :class:`~constrained_unlearn.engine.state.MonitorState`, so they survive
+The counters live in a `MonitorState`, so they survive
 a resume.
 """
 

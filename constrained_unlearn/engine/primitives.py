@@ -48,9 +48,9 @@ class Snapshot:
 
 
 class StepPrimitives:
-    """Implements :class:`constrained_unlearn.solvers.Primitives` for one engine.
+    """Implements [`constrained_unlearn.solvers.Primitives`][constrained_unlearn.solvers.Primitives] for one engine.
 
-    Call :meth:`begin` before every optimiser step; then hand the object to the solver.
+    Call `begin` before every optimiser step; then hand the object to the solver.
     """
 
     def __init__(
@@ -180,7 +180,7 @@ class StepPrimitives:
 
         Raises:
             RuntimeError: a second dual step in the same optimiser step (without a
-                :meth:`restore` in between): λ moves once per optimiser step.
+                `restore` in between): λ moves once per optimiser step.
         """
         if not self._dual_moves or self.dual_optimizer is None:
             return

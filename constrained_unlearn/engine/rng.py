@@ -30,7 +30,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+    """Inverse of `capture_rng_state`."""
     random.setstate(_as_tuple(state["python"]))
     np_state = state["numpy"]
     np.random.set_state(

@@ -1,12 +1,12 @@
 """The run signature: what determines a run, stored in every checkpoint and compared on resume.
 
-A signature is a flat ``{key: JSON value}``. The engine's own part (:func:`engine_signature`):
+A signature is a flat ``{key: JSON value}``. The engine's own part (`engine_signature`):
 
 * ``solver`` and ``solver.<hyper-parameter>`` (λ₀, η, warm-up, cadence, penalty c, nuPI gains);
 * ``constraint.<name>.bound`` (ε, ``None`` = calibrated) and ``constraint.<name>.slack``;
 * ``optimizer.type`` and ``optimizer.group<i>.<hyper-parameter>`` (the starting ``lr``, betas,
   weight decay, eps, momentum … of every parameter group);
-* ``engine.<field>`` for the :class:`EngineConfig` fields that shape the steps (accumulation K,
+* ``engine.<field>`` for the [`EngineConfig`][constrained_unlearn.engine.EngineConfig] fields that shape the steps (accumulation K,
   clipping, schedule, warm-up ratio, precision, seed), ``world_size``;
 * ``data.*``: forget/retain sizes, batch sizes, shuffle, seed, length grouping and ``data.forget_sha256`` /
   ``data.retain_sha256``, fingerprints of the items' tensors (token ids, labels, masks: another
@@ -16,7 +16,7 @@ The caller adds its own keys (``run_signature``: method and its options, model i
 length (``epochs``, ``max_steps``) is not part of it: extending a run is what a resume is for (a
 changed total only warns, the LR schedule continues with the new length).
 
-On resume :func:`signature_differences` lists every key whose value differs; the engine refuses
+On resume `signature_differences` lists every key whose value differs; the engine refuses
 with all of them at once unless each is in ``EngineConfig.resume_overrides``.
 """
 
@@ -54,7 +54,7 @@ SHAPING_FIELDS = (
     "mixed_precision",
     "seed",
 )
-"""The :class:`EngineConfig` fields that change what a step computes."""
+"""The [`EngineConfig`][constrained_unlearn.engine.EngineConfig] fields that change what a step computes."""
 
 NOT_OVERRIDABLE = ("world_size",)
 """Keys a resume can never override: the data position inside an epoch depends on them."""

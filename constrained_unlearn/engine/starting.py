@@ -4,7 +4,7 @@
   its first optimiser step's observation — the all-reduced mean over that step's K micro-batches
   at θ₀, in training mode — at no cost.
 * Some ε calibrated (``ConstraintSpec(bound=None)``, ``ε = (1 + α) c(θ₀)``):
-  :func:`measure_constraints` averages ``c_i`` over the first ``calibration_batches``
+  `measure_constraints` averages ``c_i`` over the first ``calibration_batches``
   micro-batch pairs of epoch 0 in eval mode, without gradients, all-reduced over processes.
   The default (``None``) is every pair of epoch 0: ε is a hard bound for the whole run and an
   estimate from a few batches would move it by their noise. A number bounds the start-up cost

@@ -3,11 +3,11 @@
 Everything the engine must carry across a checkpoint besides the model, the optimisers and the
 problem lives here, with ``state_dict`` / ``load_state_dict`` (JSON-serialisable):
 
-* :class:`Progress` — optimiser steps done, the epoch and the micro-batches consumed in it,
+* `Progress` — optimiser steps done, the epoch and the micro-batches consumed in it,
   whether its end (epoch dual step, callbacks) is done, and the sums of the per-step values for
   ``dual_update="epoch"``;
-* :class:`MonitorState` — the feasibility monitor's counters;
-* :class:`RunState` — both, plus the starting values, the run signature (what determines the
+* `MonitorState` — the feasibility monitor's counters;
+* [`RunState`][constrained_unlearn.engine.RunState] — both, plus the starting values, the run signature (what determines the
   run, compared on resume) and the signature keys a resume deliberately overrode.
 """
 
@@ -121,7 +121,7 @@ class RunState:
         monitor: the feasibility monitor's counters.
         initial_values: ``{name: c_i(θ₀)}``, the starting constraint values.
         signature: flat ``{key: JSON value}`` of what determines the run (see
-            :mod:`constrained_unlearn.engine.signature`).
+            `constrained_unlearn.engine.signature`).
         resume_overridden: ``{key: {"saved": old, "now": new}}`` for every signature key a
             resume accepted through ``EngineConfig.resume_overrides``.
     """
@@ -142,7 +142,7 @@ class RunState:
         }
 
     def load_state_dict(self, state: Mapping[str, Any], device: torch.device) -> None:
-        """Restore from :meth:`state_dict`; the signature stays this run's own (it was compared
+        """Restore from `state_dict`; the signature stays this run's own (it was compared
         with the saved one before loading)."""
         self.progress.load_state_dict(state, device)
         self.monitor.load_state_dict(state)

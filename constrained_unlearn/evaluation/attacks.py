@@ -68,7 +68,7 @@ def mia_result(scores: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def memorisation_result(
+def memorization_result(
     correct: Sequence[Any], kind: str, *, es_ou_quirk: bool, seed: int
 ) -> dict[str, Any]:
     """Extraction strength (``kind="es"``) or exact memorisation of teacher-forced argmaxes."""

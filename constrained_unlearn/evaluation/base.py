@@ -14,13 +14,13 @@ An evaluator is a table ``{metric name: MetricSpec}``. A spec states, for one me
 and everything else is derived from the table, once, here:
 
 * the plan: the requested metrics with their dependencies first, each once
-  (:meth:`Evaluator.expand`);
-* the data that must be present (:meth:`Evaluator.data_needs`), checked at construction with
+  (`Evaluator.expand`);
+* the data that must be present (`Evaluator.data_needs`), checked at construction with
   an error naming the metric that needs a missing set;
-* which generation sets to batch together (:meth:`Evaluator.generations`);
+* which generation sets to batch together (`Evaluator.generations`);
 * the run: reuse of an earlier report with the same cache key, a report rewritten after every
-  metric, a progress bar over the plan (:meth:`Evaluator.run`, over
-  :func:`~constrained_unlearn.evaluation.report.run_metrics`).
+  metric, a progress bar over the plan (`Evaluator.run`, over
+  `run_metrics`).
 
 A subclass (``tofu.TofuEvaluator``, ``muse.MuseEvaluator``) supplies only what differs: the
 table, how a data key maps to a config name, its intermediates (teacher-forced scores, prompts),
@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from constrained_unlearn.evaluation.attacks import memorisation_result, mia_result, side_scores
+from constrained_unlearn.evaluation.attacks import memorization_result, mia_result, side_scores
 from constrained_unlearn.evaluation.report import run_metrics
 
 __all__ = ["Evaluator", "MetricSpec", "MissingSplitError", "method_call"]
@@ -83,8 +83,8 @@ def _stderr_is_tty() -> bool:
 
 
 class Evaluator:
-    """The shared skeleton (module docstring). Subclasses set :attr:`name`, :attr:`METRICS`,
-    :attr:`DEFAULT_METRICS` and implement the hooks below."""
+    """The shared skeleton (module docstring). Subclasses set `name`, `METRICS`,
+    `DEFAULT_METRICS` and implement the hooks below."""
 
     name: ClassVar[str] = ""
     METRICS: ClassVar[Mapping[str, MetricSpec]] = {}
@@ -144,7 +144,7 @@ class Evaluator:
         lookup: Callable[[Mapping[str, Any], str], list[dict[str, Any]] | None],
     ) -> None:
         """``self.rows[name]`` for every name in ``names`` present in ``data``; an empty
-        set that a metric needs is a :class:`MissingSplitError`."""
+        set that a metric needs is a `MissingSplitError`."""
         self.rows = {}
         for name in dict.fromkeys(names):
             rows = lookup(data, name)
@@ -187,12 +187,12 @@ class Evaluator:
 
     # ------------------------------------------------------------------ shared metrics
     def memorization_stats(self) -> Any:
-        """Teacher-forced :class:`TokenStats` that ES / EM read (hook)."""
+        """Teacher-forced `TokenStats` that ES / EM read (hook)."""
         raise NotImplementedError
 
     def memorization_metric(self, kind: str) -> dict[str, Any]:
         correct = self.memorization_stats().drop_last().correct
-        return memorisation_result(
+        return memorization_result(
             correct, kind, es_ou_quirk=self.settings.es_ou_quirk, seed=self.seed
         )
 
@@ -234,7 +234,7 @@ class Evaluator:
         raise NotImplementedError
 
     def provenance(self) -> dict[str, Any]:
-        """This run's provenance (see :mod:`.provenance`); computed once per run."""
+        """This run's provenance (see `provenance`); computed once per run."""
         if self.cached_provenance is None:
             self.cached_provenance = self.build_provenance()
         return self.cached_provenance
@@ -255,7 +255,7 @@ class Evaluator:
         overwrite: bool,
     ) -> dict[str, Any]:
         """Compute ``top_level`` (plus dependencies) and write the reports: see
-        :func:`~constrained_unlearn.evaluation.report.run_metrics`."""
+        `run_metrics`."""
         plan = self.expand(top_level)
         self.plan = plan
         # The model may have changed since a previous call (in-loop evaluation): nothing

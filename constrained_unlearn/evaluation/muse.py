@@ -108,7 +108,7 @@ _PRIVLEAK_SPLITS = ("privleak/forget", "privleak/holdout")
 
 
 def _table() -> dict[str, MetricSpec]:
-    """The MUSE metric table (see :mod:`.base`), in :data:`ALL_MUSE_METRICS` order."""
+    """The MUSE metric table (see `base`), in `ALL_MUSE_METRICS` order."""
     table: dict[str, MetricSpec] = {
         "forget_verbmem_ROUGE": MetricSpec(
             lambda ev, r: ev.verbmem(), data=("verbmem/forget",), generations=("verbmem",)
@@ -193,7 +193,7 @@ class MuseEvaluator(Evaluator):
         allow_self_reference: accept a retrain log made by the evaluated weights themselves
             (refused by default; a warning when accepted).
         reference_model: second model for ``mia_reference``.
-        metrics: metrics to compute (default :data:`DEFAULT_MUSE_METRICS`).
+        metrics: metrics to compute (default `DEFAULT_MUSE_METRICS`).
         model_id: the model's name in the report.
         seed: bootstrap seed (recorded).
         progress: progress bars over the metrics and the generation batches (only when
@@ -296,7 +296,7 @@ class MuseEvaluator(Evaluator):
         return self._retrain_log
 
     def build_provenance(self) -> dict[str, Any]:
-        """This run's provenance (see :mod:`.provenance`)."""
+        """This run's provenance (see `provenance`)."""
         configs = {s: prov.data_fingerprint(r) for s, r in sorted(self.rows.items())}
         reference: dict[str, Any] = {}
         log = self._retrain_log_loaded()
@@ -550,7 +550,7 @@ class MuseEvaluator(Evaluator):
 
         Args:
             output_dir: run folder (``None``: write nothing); reuse rules as
-                :func:`~constrained_unlearn.evaluation.report.run_metrics`.
+                `run_metrics`.
             skip_privleak: leave privleak out (no retrained-model reference needed).
             overwrite: recompute even when a matching report exists.
 
@@ -575,7 +575,7 @@ def write_retrain_log(
 ) -> dict[str, Any]:
     """Evaluate the retrained model and save ``<output_dir>/MUSE_EVAL.json`` (with its Min-K%
     AUC and provenance) for the PrivLeak of other models. ``kwargs``: any
-    :class:`MuseEvaluator` keyword except ``retrain_logs`` / ``retrain_auc``."""
+    [`MuseEvaluator`][constrained_unlearn.evaluation.MuseEvaluator] keyword except ``retrain_logs`` / ``retrain_auc``."""
     if "retrain_logs" in kwargs or "retrain_auc" in kwargs:
         raise ValueError("write_retrain_log makes the reference; do not pass retrain_logs/auc")
     metrics = list(kwargs.pop("metrics", None) or DEFAULT_MUSE_METRICS)

@@ -23,7 +23,7 @@ Two derived keys drive reuse and comparability:
 Forget quality and privacy leak compare against a retain model's log. That log is only valid
 for the same split and data, model family, tokenizer, template, question column, convention
 and evaluator version (open-unlearning asked users to re-download logs after metric changes).
-:func:`check_reference_log` raises :class:`ProvenanceMismatchError` naming the first setting
+`check_reference_log` raises [`ProvenanceMismatchError`][constrained_unlearn.evaluation.ProvenanceMismatchError] naming the first setting
 that differs; open-unlearning logs, which carry no provenance, are accepted only with
 ``compat="open-unlearning"`` (and a warning).
 """
@@ -186,7 +186,7 @@ def _settings_view(provenance: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-def finalise(provenance: dict[str, Any]) -> dict[str, Any]:
+def finalize(provenance: dict[str, Any]) -> dict[str, Any]:
     """Add ``settings_sha256``, ``cache_key`` and ``created`` to a provenance dict (in place)."""
     provenance["settings_sha256"] = sha256_json(_settings_view(provenance))
     weights = provenance.get("model", {}).get("weights_sha256", "")
@@ -341,7 +341,7 @@ def evaluator_provenance(evaluator: Any, fields: Mapping[str, Any]) -> dict[str,
     """The provenance block every evaluator writes: the shared header (evaluator, versions,
     convention and its settings, model identity with weights hash, tokenizer fingerprint,
     seed, environment) plus the evaluator's own ``fields`` (template, data, generation,
-    scoring, reference), finalised (:func:`finalise`)."""
+    scoring, reference), finalised (`finalize`)."""
     out: dict[str, Any] = {
         "evaluator": evaluator.name,
         "evaluator_version": EVALUATOR_VERSION,
@@ -357,7 +357,7 @@ def evaluator_provenance(evaluator: Any, fields: Mapping[str, Any]) -> dict[str,
         "seed": evaluator.seed,
         "environment": environment(),
     }
-    return finalise(out)
+    return finalize(out)
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -384,7 +384,7 @@ __all__ = [
     "data_fingerprint",
     "describe_differences",
     "environment",
-    "finalise",
+    "finalize",
     "library_version",
     "sha256_json",
     "model_identity",
@@ -400,13 +400,13 @@ def evaluator_settings(
 
     Args:
         benchmark: ``"TOFU"`` or ``"MUSE"``, the evaluator asking.
-        convention: a :class:`~constrained_unlearn.evaluation.metrics.conventions.Convention`
+        convention: a [`Convention`][constrained_unlearn.evaluation.metrics.Convention]
             or its name; the other benchmark's ``*-original`` convention is refused.
         compat: ``None`` or ``"open-unlearning"``.
         batch_size: sequences per forward pass, ≥ 1.
 
     Returns:
-        The :class:`~constrained_unlearn.evaluation.metrics.conventions.ConventionSettings`.
+        The [`ConventionSettings`][constrained_unlearn.evaluation.metrics.ConventionSettings].
     """
     settings = convention_settings(convention)
     original = {"TOFU": Convention.TOFU_ORIGINAL, "MUSE": Convention.MUSE_ORIGINAL}

@@ -18,7 +18,7 @@ Metrics whose aggregate is a mean over examples also carry ``"bootstrap_ci": {"l
 example values, NaN rows dropped; see ``metrics.bootstrap_ci``).
 
 Open-unlearning's own ``TOFU_EVAL.json`` / ``MUSE_EVAL.json`` read with the same code
-(:func:`load_reference_log`): forget quality needs ``forget_truth_ratio.value_by_index[*].score``
+(`load_reference_log`): forget quality needs ``forget_truth_ratio.value_by_index[*].score``
 (raw truth ratios), privacy leak needs ``mia_min_k.agg_value`` (Min-K% AUC, → 1 when memorised).
 """
 
@@ -172,7 +172,7 @@ def run_metrics(
 
     ``compute(metric, results)`` returns one metric's dict; ``results`` holds every metric
     computed (or reused) before it, so a metric can read its pre-computes. With an
-    ``output_dir`` both reports are rewritten after a metric when :data:`CHECKPOINT_SECONDS`
+    ``output_dir`` both reports are rewritten after a metric when `CHECKPOINT_SECONDS`
     have passed since the last write, and at the end (an interrupted run resumes from the
     last write).
 
@@ -242,7 +242,7 @@ def format_number(value: Any, digits: int = 4) -> str:
 
 def format_summary(results: Mapping[str, Any], *, digits: int = 4, width: int = 32) -> str:
     """One line per metric of ``results`` that has an ``agg_value``: its name padded to
-    ``width`` and the value rounded by :func:`format_number` (what ``eval`` prints)."""
+    ``width`` and the value rounded by `format_number` (what ``eval`` prints)."""
     lines = []
     for key, value in results.items():
         if isinstance(value, Mapping) and "agg_value" in value:

@@ -1,19 +1,19 @@
 """Teacher-forced scoring of many (prompt, answer) sequences in a few batched forward passes.
 
 One sequence is ``prompt ids + target ids`` (for QA: the answer ids and EOS, as
-:func:`~constrained_unlearn.llm.tokenization.encode_qa` builds them). Sequences are sorted by
+[`encode_qa`][constrained_unlearn.llm.encode_qa] builds them). Sequences are sorted by
 length, cut into batches of ``batch_size``, right-padded with masks from lengths
-(:func:`~constrained_unlearn.llm.collate.pad_collate`), run once through the model, and the
+([`pad_collate`][constrained_unlearn.llm.pad_collate]), run once through the model, and the
 per-token statistics of the target positions (next-token aligned, DESIGN.md invariants 4-5)
 
     log p(y_t),  μ_t = Σ_v p_t(v) log p_t(v),  σ_t,  correct_t = 1[argmax_v z_t(v) = y_t]
 
-come back in input order as a :class:`~constrained_unlearn.evaluation.metrics.TokenStats`
+come back in input order as a [`TokenStats`][constrained_unlearn.evaluation.metrics.TokenStats]
 (one ``[T_b]`` tensor per sequence, ``T_b`` = number of target tokens, EOS included for QA).
 
 A *question set* (TOFU's ``forget10_perturbed``: ``answer``, ``paraphrased_answer`` and a list
 of ``perturbed_answer`` per question) is flattened into one list of sequences, scored in one
-call, and regrouped per column and per question (:func:`score_question_set`). Padding never
+call, and regrouped per column and per question (`score_question_set`). Padding never
 changes a score: a causal model with right padding and a length mask computes the real
 positions exactly as for the sequence alone (tested to 1e-5).
 """
@@ -111,7 +111,7 @@ def score_sequences(
             lengths).
 
     Returns:
-        :class:`TokenStats` with one entry per sequence; entry ``b`` has
+        [`TokenStats`][constrained_unlearn.evaluation.metrics.TokenStats] with one entry per sequence; entry ``b`` has
         ``len(sequences[b].target_ids)`` positions.
 
     The model runs in eval mode under ``torch.no_grad``; its previous mode is restored.
@@ -159,7 +159,7 @@ def per_example_gradnorm(
 
     ``ℓ̄'(x)`` is the mean NLL over the target tokens without the final one (``drop_last``,
     T' = T − 1, as open-unlearning) or over all of them. One backward pass per sequence
-    (:func:`~constrained_unlearn.evaluation.metrics.gradnorm_scores`, which restores the
+    ([`gradnorm_scores`][constrained_unlearn.evaluation.metrics.gradnorm_scores], which restores the
     model's mode and clears its gradients).
 
     Returns:
@@ -208,9 +208,9 @@ def encode_pair(
     tokenization: Tokenization = "separate",
     prompt_ids: Sequence[int] | None = None,
 ) -> ScoredSequence:
-    """A QA pair as a :class:`ScoredSequence` (EOS appended and scored): prompt and answer
+    """A QA pair as a `ScoredSequence` (EOS appended and scored): prompt and answer
     tokenised separately, or as one string with the prompt's length masked (``"joint"``, as
-    open-unlearning); see :func:`~constrained_unlearn.llm.tokenization.encode_qa`."""
+    open-unlearning); see [`encode_qa`][constrained_unlearn.llm.encode_qa]."""
     encoded = encode_qa(
         tokenizer,
         question,
@@ -266,7 +266,7 @@ class ColumnScores:
 
     Attributes:
         column: the column name (e.g. ``"perturbed_answer"``).
-        stats: flat :class:`TokenStats`, one entry per scored answer.
+        stats: flat [`TokenStats`][constrained_unlearn.evaluation.metrics.TokenStats], one entry per scored answer.
         offsets: ``[N + 1]``; question ``i`` owns flat entries ``offsets[i]:offsets[i+1]``
             (exactly one for a string column, one per list item for a list column).
         is_list: whether the column holds a list of answers per question.
@@ -337,8 +337,8 @@ def score_question_set(
     """Score every answer of every column of a question set in one batched pass.
 
     All ``(question, answer)`` pairs of all requested columns (a list column contributes one
-    pair per item, any count per row) are encoded with :func:`encode_pair`, scored by one
-    :func:`score_sequences` call, and regrouped.
+    pair per item, any count per row) are encoded with `encode_pair`, scored by one
+    `score_sequences` call, and regrouped.
 
     Args:
         model, tokenizer: the evaluated causal LM and its tokenizer.

@@ -12,8 +12,8 @@ With ``forget_split="forget10"`` the evaluator reads
     world_facts_perturbed   model utility (world facts)          perturbed_answer (list)
 
 Work is batched by question set: every answer variant of a set (answer, paraphrase, all
-perturbations) is scored in one teacher-forced pass (:mod:`.scoring`), and all greedy
-generations of all ROUGE sets go through one :func:`~constrained_unlearn.llm.generate_batched`
+perturbations) is scored in one teacher-forced pass (`scoring`), and all greedy
+generations of all ROUGE sets go through one [`generate_batched`][constrained_unlearn.llm.generate_batched]
 call. Only the passes that a requested, not-yet-computed metric needs are run.
 
 Metrics (open-unlearning names; ``{"agg_value", "value_by_index"}`` each):
@@ -64,8 +64,8 @@ from constrained_unlearn.evaluation.metrics import (
     aggregate_truth_ratio,
     forget_quality,
     model_utility,
-    normalised_probability,
-    option_normalised_probability,
+    normalized_probability,
+    option_normalized_probability,
     rouge_scores,
     tofu_privleak,
     truth_ratios,
@@ -142,7 +142,7 @@ The data key ``"holdout"`` (MIA non-members) is the ``holdout_split`` config."""
 
 
 def _table() -> dict[str, MetricSpec]:
-    """The TOFU metric table (see :mod:`.base`), in :data:`ALL_TOFU_METRICS` order."""
+    """The TOFU metric table (see `base`), in `ALL_TOFU_METRICS` order."""
     mia = ("forget", "holdout")
     table: dict[str, MetricSpec] = {
         "forget_Q_A_Prob": MetricSpec(lambda ev, r: ev.prob("forget"), data=("forget",)),
@@ -251,7 +251,7 @@ class TofuEvaluator(Evaluator):
         model: a Hugging Face causal LM (any device; left as it was found).
         tokenizer: its tokenizer, with a pad token (``llm.ensure_pad_token``).
         data: ``{config name: rows}``; rows are dicts (or a ``datasets.Dataset``). Only the
-            configs of :func:`required_configs` are needed.
+            configs of `required_configs` are needed.
         forget_split: ``"forget01"``, ``"forget05"`` or ``"forget10"``; the evaluator reads
             ``<forget_split>_perturbed``.
         holdout_split: MIA non-members (``"holdout10"`` pairs with ``"forget10"``).
@@ -278,7 +278,7 @@ class TofuEvaluator(Evaluator):
             (refused by default: forget quality would be 1 and privleak 0 by construction);
             a warning is raised when it happens.
         reference_model: a second model (e.g. the retain model) for ``mia_reference``.
-        metrics: top-level metrics to compute (default :data:`DEFAULT_TOFU_METRICS`; add e.g.
+        metrics: top-level metrics to compute (default `DEFAULT_TOFU_METRICS`; add e.g.
             ``"exact_memorization"`` or ``"mia_loss"`` to the list).
         question_key: question column of the forget split (``"paraphrased_question"`` tests
             rephrasing); MIAs always use ``"question"`` on both sides.
@@ -398,7 +398,7 @@ class TofuEvaluator(Evaluator):
         return self._retain_log
 
     def build_provenance(self) -> dict[str, Any]:
-        """This run's provenance (see :mod:`.provenance`)."""
+        """This run's provenance (see `provenance`)."""
         data: dict[str, Any] = {
             "forget_split": self.forget_split,
             "holdout_split": self.holdout_split,
@@ -567,7 +567,7 @@ class TofuEvaluator(Evaluator):
     def prob(self, prefix: str) -> dict[str, Any]:
         """``<set>_Q_A_Prob``: mean P_norm = exp(−ℓ̄) of the answer."""
         nll = self.scores(prefix, self._question_key_for(prefix))["answer"].mean_nll()
-        prob = normalised_probability(nll)
+        prob = normalized_probability(nll)
         metric = {
             "agg_value": nanmean(prob),
             "value_by_index": by_index(
@@ -577,9 +577,9 @@ class TofuEvaluator(Evaluator):
         return with_bootstrap(metric, prob, seed=self.seed)
 
     def prob_normalised(self, prefix: str) -> dict[str, Any]:
-        """``<set>_Q_A_Prob_normalised``: the answer's probability among all the options."""
+        """``<set>_Q_A_Prob_normalized``: the answer's probability among all the options."""
         scores = self.scores(prefix)
-        prob = option_normalised_probability(
+        prob = option_normalized_probability(
             scores["answer"].mean_nll(), scores["perturbed_answer"].grouped_mean_nll()
         )
         metric = {
@@ -821,13 +821,13 @@ def write_retain_log(
 
     Args:
         retain_model: the model fine-tuned without the forget split.
-        tokenizer: as for :class:`TofuEvaluator`.
-        data: as for :class:`TofuEvaluator`.
+        tokenizer: as for [`TofuEvaluator`][constrained_unlearn.evaluation.TofuEvaluator].
+        data: as for [`TofuEvaluator`][constrained_unlearn.evaluation.TofuEvaluator].
         output_dir: where to write ``TOFU_EVAL.json`` / ``TOFU_SUMMARY.json``.
-        **kwargs: any :class:`TofuEvaluator` keyword except ``retain_logs``.
+        **kwargs: any [`TofuEvaluator`][constrained_unlearn.evaluation.TofuEvaluator] keyword except ``retain_logs``.
 
     Returns:
-        The retain model's results (as :meth:`TofuEvaluator.evaluate`).
+        The retain model's results (as [`TofuEvaluator.evaluate`][constrained_unlearn.evaluation.TofuEvaluator.evaluate]).
     """
     if "retain_logs" in kwargs:
         raise ValueError("write_retain_log makes the retain log; do not pass retain_logs=")

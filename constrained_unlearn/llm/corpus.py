@@ -25,9 +25,9 @@ documents of a chunk (standard packing, as in the continued pre-training of the 
 the boundary rule concerns the targets only.
 
 Chunks without any target (a one-token remainder, a chunk that holds only a BOS) are dropped and
-counted in :attr:`CorpusDataset.num_dropped_chunks`. ``dataset[i]`` is the same dict a
-:class:`~constrained_unlearn.llm.tokenization.QADataset` yields, so
-:func:`~constrained_unlearn.llm.collate.pad_collate`, :class:`~constrained_unlearn.llm.terms.CausalLMTerms`
+counted in `CorpusDataset.num_dropped_chunks`. ``dataset[i]`` is the same dict a
+[`QADataset`][constrained_unlearn.llm.QADataset] yields, so
+[`pad_collate`][constrained_unlearn.llm.pad_collate], [`CausalLMTerms`][constrained_unlearn.llm.CausalLMTerms]
 and every method run on a corpus unchanged.
 
 Open-unlearning's MUSE dataset joins the documents with ``"\\n\\n"`` and lets the boundaries be
@@ -178,7 +178,7 @@ def corpus_texts(rows: Any, text_key: str = "text") -> list[str]:
 
 
 class CorpusDataset(torch.utils.data.Dataset):
-    """A map-style dataset of packed corpus chunks, ready for :func:`pad_collate`.
+    """A map-style dataset of packed corpus chunks, ready for [`pad_collate`][constrained_unlearn.llm.pad_collate].
 
     Args:
         rows: documents: strings, dicts with ``text_key`` or a ``datasets.Dataset``.
@@ -187,11 +187,11 @@ class CorpusDataset(torch.utils.data.Dataset):
         text_key: the text field of dict rows / dataset columns.
         pack: pack documents across chunk boundaries (``False``: one document per chunk run).
         add_bos: open every document with BOS (default: when the tokenizer adds one itself,
-            see :func:`tokenizer_adds_bos`).
+            see `tokenizer_adds_bos`).
         drop_remainder: drop the final chunk shorter than ``L`` (packed corpora only).
 
     Attributes:
-        chunks: the :class:`CorpusChunk` list.
+        chunks: the `CorpusChunk` list.
         num_documents: documents that were not empty.
         num_tokens: tokens over all chunks (BOS/EOS included).
         num_targets: supervised positions over all chunks.

@@ -1,8 +1,8 @@
 """Batched greedy generation for evaluation.
 
-Prompts are tokenised exactly as :func:`~constrained_unlearn.llm.tokenization.encode_qa`
+Prompts are tokenised exactly as [`encode_qa`][constrained_unlearn.llm.encode_qa]
 tokenises them (so the model continues the ids it was trained and scored on), left-padded with
-masks from lengths (:func:`~constrained_unlearn.llm.collate.pad_collate`), and decoded greedily
+masks from lengths ([`pad_collate`][constrained_unlearn.llm.pad_collate]), and decoded greedily
 with the KV cache. Prompts are sorted by length inside the call to reduce padding; results come
 back in the input order.
 """
@@ -95,10 +95,10 @@ def generate_batched(
     Args:
         model: a Hugging Face causal LM.
         tokenizer: its tokenizer (needs a pad token: see
-            :func:`~constrained_unlearn.llm.tokenization.ensure_pad_token`).
+            [`ensure_pad_token`][constrained_unlearn.llm.ensure_pad_token]).
         prompts: formatted prompt strings (e.g. ``PromptTemplate.format_prompt``).
         max_new_tokens: generation budget per prompt; ``None``: what fits the model's
-            context after the longest prompt (:func:`default_max_new_tokens`).
+            context after the longest prompt (`default_max_new_tokens`).
         batch_size: prompts per forward batch.
         stop_strings: the text is cut before the first occurrence of any of them (generation
             also stops early on them).

@@ -7,15 +7,15 @@ invariant 7). Two checks run first so that failures are immediate and say what t
   more than one ``/``, or a trailing ``/``) but does not exist raises ``FileNotFoundError``
   at once, instead of being tried as a hub id;
 * with ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set, a hub id whose ``config.json`` is
-  not in the local cache raises :class:`HubUnavailableError` at once, instead of a slow retry;
+  not in the local cache raises [`HubUnavailableError`][constrained_unlearn.llm.HubUnavailableError] at once, instead of a slow retry;
 * without the offline flag, a short TCP connect to the hub endpoint (``HF_ENDPOINT``, default
-  ``https://huggingface.co``; :func:`hub_unreachable`, ``timeout_s`` 3 s, cached for a minute)
+  ``https://huggingface.co``; `hub_unreachable`, ``timeout_s`` 3 s, cached for a minute)
   tells whether the hub can be reached. When it cannot, a cached id is loaded from the cache
   (``local_files_only=True``, still through ``from_pretrained``) and an uncached one raises
-  :class:`HubUnavailableError` in seconds, not after a minute of retries.
+  [`HubUnavailableError`][constrained_unlearn.llm.HubUnavailableError] in seconds, not after a minute of retries.
 
 Every message is one line naming the id, the local-folder alternative and ``HF_HUB_OFFLINE``.
-After loading, :func:`check_vocabulary` refuses a tokenizer whose ids do not all fit the model's
+After loading, [`check_vocabulary`][constrained_unlearn.llm.check_vocabulary] refuses a tokenizer whose ids do not all fit the model's
 input embeddings (an id past the table would raise a raw ``IndexError`` mid-run).
 
 Remote code is never executed unless ``trust_remote_code=True`` is passed.
@@ -172,7 +172,7 @@ def check_source(name_or_path: str | os.PathLike[str]) -> str:
     Raises:
         FileNotFoundError: a path that does not exist or has no ``config.json``.
         HubUnavailableError: a hub id absent from the local cache while offline or while the
-            hub cannot be reached (found in seconds by :func:`hub_unreachable`).
+            hub cannot be reached (found in seconds by `hub_unreachable`).
     """
     s = os.fspath(name_or_path)
     path = Path(s).expanduser()
@@ -200,7 +200,7 @@ def _is_cached(name: str) -> bool:
 
 def _hub_mode(name: str) -> bool:
     """``local_files_only`` for a hub id: ``True`` when offline or the hub is unreachable and the
-    id is cached; raises :class:`HubUnavailableError` when it is not cached."""
+    id is cached; raises [`HubUnavailableError`][constrained_unlearn.llm.HubUnavailableError] when it is not cached."""
     if _offline():
         if not _is_cached(name):
             raise HubUnavailableError(
@@ -285,7 +285,7 @@ def load_model_and_tokenizer(
 
     Returns:
         The model (in eval mode, as ``from_pretrained`` returns it) and its tokenizer. If the
-        tokenizer had no pad token it now uses EOS (:func:`ensure_pad_token`); masks in this
+        tokenizer had no pad token it now uses EOS ([`ensure_pad_token`][constrained_unlearn.llm.ensure_pad_token]); masks in this
         library come from lengths, so that is safe. The model's generation config gets the pad
         id if it had none.
     """

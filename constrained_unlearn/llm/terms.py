@@ -1,19 +1,19 @@
 """Unlearning terms of a causal LM: the ONE ``terms_fn`` every LM method runs through.
 
-A method is data over this module: a :class:`ForgetObjective` (a function of the aligned
+A method is data over this module: a `ForgetObjective` (a function of the aligned
 outputs of the forget batch, possibly with a frozen reference model's outputs), a
-:class:`RetainTerm` (NLL, KL to the reference, …) and a few flags (does it need the reference,
-the hidden states, can it be computed in chunks). :class:`CausalLMTerms` runs the forwards
+`RetainTerm` (NLL, KL to the reference, …) and a few flags (does it need the reference,
+the hidden states, can it be computed in chunks). [`CausalLMTerms`][constrained_unlearn.llm.CausalLMTerms] runs the forwards
 (separate or fused, full logits or chunked through the LM head), hands each function what it
-needs and returns :class:`~constrained_unlearn.engine.terms.Terms` whose metrics are tensors
+needs and returns [`Terms`][constrained_unlearn.engine.Terms] whose metrics are tensors
 (the engine sums them on the device and syncs once per step).
 
-Batches are dicts from :func:`~constrained_unlearn.llm.collate.pad_collate` (right padding):
+Batches are dicts from [`pad_collate`][constrained_unlearn.llm.pad_collate] (right padding):
 ``input_ids`` ``[B, T]``, ``attention_mask`` ``[B, T]`` (from lengths), ``labels`` ``[B, T]``
 (``-100`` on prompt and padding).
 
 Every loss is taken on the positions that **predict** answer tokens: the logits at ``t`` are
-paired with the label at ``t + 1`` (:func:`~constrained_unlearn.losses.next_token_alignment`),
+paired with the label at ``t + 1`` ([`next_token_alignment`][constrained_unlearn.losses.next_token_alignment]),
 so the position that predicts the first answer token (the last prompt token) counts and the
 position after EOS does not (DESIGN.md, invariant 5). With ``A`` the set of such aligned
 positions in a batch, the built-in pieces are
@@ -24,7 +24,7 @@ positions in a batch, the built-in pieces are
     KL retain   L_r = (1/|A_r|) Σ_{p∈A_r} Σ_k p_θ(k|p) (log p_θ(k|p) − log p_ref(k|p))
 
 Chunked mode (``chunk_size=C``) never materialises the ``[N, V]`` logits: the LM head is
-applied ``C`` positions at a time (:func:`~constrained_unlearn.losses.chunked.chunked_head_loss`).
+applied ``C`` positions at a time (`chunked_head_loss`).
 It is exact or refused: on every batch the model's own logits at the last position (the head
 hook lets the model finish its forward on that position) are compared with ``h W^T + b``; a
 model that changes its logits after the head (soft-capping, logit scales, multipliers …) is
@@ -77,7 +77,7 @@ ChunkKind = Literal["margin", "nll"]
 
 
 def check_batch(batch: Batch, name: str) -> None:
-    """Raise a clear error unless ``batch`` is a right-padded :func:`pad_collate` dict."""
+    """Raise a clear error unless ``batch`` is a right-padded [`pad_collate`][constrained_unlearn.llm.pad_collate] dict."""
     for key in ("input_ids", "attention_mask", "labels"):
         if key not in batch:
             raise KeyError(
@@ -288,7 +288,7 @@ def answer_logits(
 
     Returns:
         ``(logits [B, T-1, V], targets [B, T-1], mask [B, T-1] bool)`` as in
-        :func:`~constrained_unlearn.losses.next_token_alignment`.
+        [`next_token_alignment`][constrained_unlearn.losses.next_token_alignment].
     """
     check_batch(batch, "batch")
     return next_token_alignment(_forward(model, batch)[0], batch["labels"])
@@ -435,7 +435,7 @@ def _split(
     n_first: int,
     widths: tuple[int, int],
 ) -> tuple[tuple[torch.Tensor, Any], tuple[torch.Tensor, Any]]:
-    """Undo :func:`concat_batches` on a forward's outputs."""
+    """Undo [`concat_batches`][constrained_unlearn.llm.concat_batches] on a forward's outputs."""
     w1, w2 = widths
     first = (
         logits[:n_first, :w1],
@@ -457,9 +457,9 @@ class CausalLMTerms:
     """``terms_fn(model, forget_batch, retain_batch) -> Terms`` for a causal LM.
 
     Args:
-        forget_loss: a :class:`ForgetObjective`, or ``"margin"`` (PDU's logit-margin
+        forget_loss: a `ForgetObjective`, or ``"margin"`` (PDU's logit-margin
             flattening) / ``"entropy"`` (KL to the uniform distribution).
-        retain: the :class:`RetainTerm` (default :data:`NLL_RETAIN`).
+        retain: the `RetainTerm` (default `NLL_RETAIN`).
         reference_model: the frozen θ_ref, required when the objective or retain term needs it.
             Put in eval mode with ``requires_grad=False``, always run under ``torch.no_grad``.
         kl_constraint: add the constraint ``"kl_reference"`` = ``KL(p_θ ‖ p_ref)`` on the retain
@@ -478,7 +478,7 @@ class CausalLMTerms:
         label: who is asking, for error messages (e.g. ``"method 'npo'"``).
 
     Returns from ``__call__``:
-        :class:`~constrained_unlearn.engine.terms.Terms` with ``objective`` = L_f,
+        [`Terms`][constrained_unlearn.engine.Terms] with ``objective`` = L_f,
         ``constraints = {"retain": L_r[, "kl_reference": K]}`` and detached tensor
         ``metrics``: ``forget_nll`` (answer NLL of the forget batch, rises as it is
         forgotten), ``retain_nll``, ``forget_tokens``, ``retain_tokens`` and the objective's.
@@ -642,7 +642,7 @@ class CausalLMTerms:
         return f_view, r_view
 
     def _chunked(self, model: torch.nn.Module, forget_batch: Batch, retain_batch: Batch) -> Terms:
-        """The same terms through :func:`~constrained_unlearn.losses.chunked.chunked_head_loss`."""
+        """The same terms through `chunked_head_loss`."""
         if self.fused:
             both = concat_batches(forget_batch, retain_batch, self.pad_token_id)
             hidden, weight, bias = head_inputs(model, both)

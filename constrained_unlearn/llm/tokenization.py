@@ -51,7 +51,7 @@ class PromptTemplate:
     """How a question is turned into the prompt string the model continues.
 
     Attributes:
-        kind: ``"plain"`` formats with :attr:`plain_format` (base models, mini-TOFU);
+        kind: ``"plain"`` formats with `plain_format` (base models, mini-TOFU);
             ``"chat"`` uses the tokenizer's own chat template with a generation prompt.
         plain_format: a ``str.format`` pattern with a ``{question}`` field.
         system_prompt: system message for ``"chat"`` (``None`` sends no system message, for
@@ -190,7 +190,7 @@ def encode_qa(
         max_length: maximum total length ``T``. The prompt (the masked context) is cut from
             the left (after a leading BOS) until the sequence fits.
         tokenization: ``"separate"`` (default) or ``"joint"`` (module docstring).
-        prompt_ids: the prompt's ids if already computed (:func:`encode_prompt` of the
+        prompt_ids: the prompt's ids if already computed ([`encode_prompt`][constrained_unlearn.llm.encode_prompt] of the
             formatted prompt); saves one tokenizer call per answer when a question has many.
 
     Raises:
@@ -291,9 +291,9 @@ def _check_rows(rows: Any, keys: Sequence[str]) -> int:
 
 
 class QADataset(torch.utils.data.Dataset):
-    """A map-style dataset of encoded QA pairs, ready for :func:`pad_collate`.
+    """A map-style dataset of encoded QA pairs, ready for [`pad_collate`][constrained_unlearn.llm.pad_collate].
 
-    Every row is encoded once, at construction, with :func:`encode_qa`.
+    Every row is encoded once, at construction, with [`encode_qa`][constrained_unlearn.llm.encode_qa].
 
     Args:
         rows: a list of dicts or a ``datasets.Dataset``.
@@ -307,7 +307,7 @@ class QADataset(torch.utils.data.Dataset):
             docstring).
 
     Attributes:
-        encoded: the :class:`EncodedQA` of every row.
+        encoded: the [`EncodedQA`][constrained_unlearn.llm.EncodedQA] of every row.
         num_truncated: how many rows had their prompt truncated to fit ``max_length``.
 
     ``dataset[i]`` is ``{"input_ids": LongTensor[T_i], "labels": LongTensor[T_i]}``.
@@ -358,7 +358,7 @@ def ensure_pad_token(tokenizer: Any) -> Any:
     """Give the tokenizer a pad token if it has none, reusing EOS; returns the tokenizer.
 
     Reusing EOS as pad is safe in this library because attention and loss masks are built from
-    sequence lengths (:func:`~constrained_unlearn.llm.collate.pad_collate`), never from
+    sequence lengths ([`pad_collate`][constrained_unlearn.llm.pad_collate]), never from
     ``input_ids != pad_token_id``; a genuine EOS inside a sequence stays attended and
     supervised. The tokenizer is modified in place.
 

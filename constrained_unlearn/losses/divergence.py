@@ -3,8 +3,8 @@
 With ``p = softmax(z)`` the model's distribution at one position and ``q`` a target distribution
 over the same vocabulary of size ``V``:
 
-    KL(p ‖ q)  = Σ_k p_k (log p_k − log q_k)          (:func:`kl_to_reference`, q = p_ref)
-    CE(q, p)   = −Σ_k q_k log p_k                      (:func:`soft_cross_entropy`)
+    KL(p ‖ q)  = Σ_k p_k (log p_k − log q_k)          ([`kl_to_reference`][constrained_unlearn.losses.kl_to_reference], q = p_ref)
+    CE(q, p)   = −Σ_k q_k log p_k                      ([`soft_cross_entropy`][constrained_unlearn.losses.soft_cross_entropy])
 
 Both are averaged over the positions a mask selects; masked positions contribute nothing.
 """

@@ -45,7 +45,7 @@ def margin_flattening_loss(logits: torch.Tensor, mask: torch.Tensor | None = Non
 
     Args:
         logits: ``[B, T, V]`` token logits (already next-token aligned, see
-            :func:`~constrained_unlearn.losses.next_token_alignment`) or ``[B, C]`` class logits.
+            [`next_token_alignment`][constrained_unlearn.losses.next_token_alignment]) or ``[B, C]`` class logits.
         mask: ``[B, T]`` (or ``[B]``) boolean, true on positions that count; ``None`` for all.
 
     Returns:
@@ -141,7 +141,7 @@ def support_margin_loss(
     mask: torch.Tensor | None = None,
     gap: float = 5.0,
 ) -> torch.Tensor:
-    """Mean of :func:`support_margin_per_position` over the supervised positions.
+    """Mean of [`support_margin_per_position`][constrained_unlearn.losses.support_margin_per_position] over the supervised positions.
 
         L = (1/|M|) Σ_{p ∈ M} [ m_S(z_p)² + max(0, max_{k∉S} z_{p,k} − μ_S(z_p) + gap)² ]
 

@@ -1,7 +1,7 @@
 """Unlearning methods as data over the one engine and the one LM terms.
 
 Every method gives a forget objective and a retain term (run by
-:class:`~constrained_unlearn.llm.CausalLMTerms`), a default solver treatment (scalarised
+[`CausalLMTerms`][constrained_unlearn.llm.CausalLMTerms]), a default solver treatment (scalarised
 baselines: ``penalty`` with λ fixed at the method's weight; PDU: ``gda``) and says whether it
 needs a frozen reference model. Any method runs with a constraint instead of a fixed weight:
 ``get_method("npo").setup(model, solver="gda", epsilon=0.9)``.

@@ -13,12 +13,12 @@ answers, β ∈ {0.05, 0.1, 0.5}, α ∈ {1, 2, 5}).
 
 Alternate answers. The paper generates them with the model itself (sampling "another version
 of the answer with alternate plausible facts"). Here they are data: ``alternates`` maps each
-forget answer to one or more alternates, and :func:`alternates_from_rows` builds that map from
+forget answer to one or more alternates, and [`alternates_from_rows`][constrained_unlearn.methods.alternates_from_rows] builds that map from
 TOFU-format rows, by default from TOFU's (and mini-TOFU's) ``perturbed_answer`` column of the
 ``forgetXX_perturbed`` split: same template, wrong facts — what AltPO's alternates are. Caveat:
 TOFU's truth ratio (and so forget quality) scores the same perturbed answers, so training on
 them flatters that metric; for numbers to report, generate alternates (e.g. with
-:func:`~constrained_unlearn.llm.generate_batched`) and pass them instead.
+[`generate_batched`][constrained_unlearn.llm.generate_batched]) and pass them instead.
 
 Row ``b`` is matched by its answer token ids (answers are tokenised on their own, so the ids do
 not depend on the prompt template); with several alternates it gets alternate
@@ -115,7 +115,7 @@ class AltPO(Method):
 
     Attributes:
         alternates: ``{forget answer: [alternate answers]}``, or the path of a JSON / JSONL
-            file (:func:`load_alternates`). Required.
+            file ([`load_alternates`][constrained_unlearn.methods.load_alternates]). Required.
         beta: β > 0 (0.1, the middle of open-unlearning's grid).
         retain_weight: λ (1.0, open-unlearning's α grid starts at 1).
     """

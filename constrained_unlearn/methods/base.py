@@ -2,11 +2,11 @@
 
 A method is data:
 
-(a) its **forget objective** (:meth:`Method.forget_objective`, a
-    :class:`~constrained_unlearn.llm.terms.ForgetObjective`: a function of the forget batch's
+(a) its **forget objective** ([`Method.forget_objective`][constrained_unlearn.methods.Method.forget_objective], a
+    `ForgetObjective`: a function of the forget batch's
     aligned logits / log-probabilities / hidden states, possibly with a frozen reference model's)
-    and its **retain term** (:meth:`Method.retain_term`: NLL, KL to θ_ref, …). Both run through
-    :class:`~constrained_unlearn.llm.terms.CausalLMTerms`, whatever the method: the LM options
+    and its **retain term** ([`Method.retain_term`][constrained_unlearn.methods.Method.retain_term]: NLL, KL to θ_ref, …). Both run through
+    [`CausalLMTerms`][constrained_unlearn.llm.CausalLMTerms], whatever the method: the LM options
     (``fused``, ``chunk_size``, ``pad_token_id``) apply to every method alike, and an objective
     that cannot be chunked is refused by name;
 (b) its **default solver treatment**: scalarised baselines run with the ``penalty`` solver, whose
@@ -23,7 +23,7 @@ Because every method is "an objective plus a named retain constraint", any metho
 constraint ``L_r ≤ ε`` instead of a fixed weight: pass ``solver="gda"`` (or any other primal-dual
 solver) and the weight becomes the initial multiplier λ₀.
 
-Batches are the right-padded dicts of :func:`~constrained_unlearn.llm.pad_collate`
+Batches are the right-padded dicts of [`pad_collate`][constrained_unlearn.llm.pad_collate]
 (``input_ids``, ``attention_mask`` and ``labels`` ``[B, T]``, ``-100`` on prompt and padding).
 """
 
@@ -60,7 +60,7 @@ NOMINAL_EPSILON = 1e-3
 """ε given to the ``penalty`` solver when ``L_r`` is 0 at θ₀ (its gradient ignores ε)."""
 
 LM_OPTIONS = ("fused", "chunk_size", "pad_token_id")
-"""The keys of ``lm_options`` (see :meth:`Method.setup`)."""
+"""The keys of ``lm_options`` (see [`Method.setup`][constrained_unlearn.methods.Method.setup])."""
 
 
 def freeze_reference(model: torch.nn.Module) -> torch.nn.Module:
@@ -125,7 +125,7 @@ class MethodSetup:
     reference_model: torch.nn.Module | None = None
 
     def engine_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`~constrained_unlearn.engine.UnlearningEngine`:
+        """Keyword arguments for [`UnlearningEngine`][constrained_unlearn.engine.UnlearningEngine]:
 
         ``UnlearningEngine(model, data=data, **setup.engine_kwargs(), config=...)``.
         """
@@ -153,7 +153,7 @@ class Method:
     """Base class of the unlearning methods: declarative fields plus two data builders.
 
     Subclasses set the class variables, add their options as dataclass fields and define
-    :meth:`forget_objective` (and :meth:`retain_term` if not the retain NLL). Nothing else:
+    [`forget_objective`][constrained_unlearn.methods.Method.forget_objective] (and [`retain_term`][constrained_unlearn.methods.Method.retain_term] if not the retain NLL). Nothing else:
     terms, reference handling, LM options and solver treatment are shared.
 
     Class variables:
@@ -219,15 +219,15 @@ class Method:
         train_retain: bool = True,
         lm_options: Mapping[str, Any] | None = None,
     ) -> TermsFn:
-        """The terms function of this method: :class:`CausalLMTerms` over its objective.
+        """The terms function of this method: [`CausalLMTerms`][constrained_unlearn.llm.CausalLMTerms] over its objective.
 
         Args:
             tokenizer: needed only by methods that build new sequences (IdkDPO, AltPO).
-            reference_model: the frozen θ_ref, required iff :attr:`needs_reference`.
+            reference_model: the frozen θ_ref, required iff `needs_reference`.
             train_retain: whether the retain term needs a graph. ``False`` only when its
                 weight is frozen at 0 (e.g. GradAscent with the penalty solver): it is then
                 computed under ``torch.no_grad`` for the logs only.
-            lm_options: ``{"fused", "chunk_size", "pad_token_id"}`` (see :meth:`setup`).
+            lm_options: ``{"fused", "chunk_size", "pad_token_id"}`` (see [`setup`][constrained_unlearn.methods.Method.setup]).
         """
         options = resolve_lm_options(lm_options, tokenizer)
         if self.needs_reference and reference_model is None:
@@ -283,10 +283,10 @@ class Method:
         Args:
             model: the model to unlearn (its frozen copy becomes θ_ref when needed).
             tokenizer: the model's tokenizer (required by IdkDPO and AltPO).
-            solver: solver name; default :attr:`default_solver`.
+            solver: solver name; default `default_solver`.
             epsilon: ε of the retain constraint; ``None`` calibrates ``(1 + slack) L_r(θ₀)``.
                 When ``L_r`` is a divergence to θ_ref (zero at θ₀) there is nothing to calibrate:
-                the ``penalty`` solver then gets the nominal :data:`NOMINAL_EPSILON` (ε only
+                the ``penalty`` solver then gets the nominal [`NOMINAL_EPSILON`][constrained_unlearn.methods.NOMINAL_EPSILON] (ε only
                 shifts the logged violation, not the gradient) and a primal-dual solver
                 requires an explicit ``epsilon``.
             slack: α of the calibration.

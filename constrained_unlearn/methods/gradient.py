@@ -6,7 +6,7 @@ that predict answer tokens, DESIGN.md invariant 5):
     NLL_f(θ) = −(1/|A_f|) Σ_{p∈A_f} log p_θ(y_p | prefix)
 
 GradAscent minimises ``−NLL_f`` alone; GradDiff adds the retain loss with weight λ. The
-objective :data:`NEGATIVE_NLL` can be chunked with the LM head (``−`` the chunked NLL).
+objective `NEGATIVE_NLL` can be chunked with the LM head (``−`` the chunked NLL).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ __all__ = ["IdkDPO", "dpo_loss", "encode_answer", "refusal_batch"]
 
 
 def encode_answer(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of an answer as :func:`~constrained_unlearn.llm.encode_qa` encodes it: no
+    """Token ids of an answer as [`encode_qa`][constrained_unlearn.llm.encode_qa] encodes it: no
     special tokens, then EOS."""
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
@@ -91,7 +91,7 @@ class IdkDPO(Method):
         L(θ) = −(2/β) · mean_b log σ(β Δ_b) + λ · NLL_r(θ)
         Δ_b  = [s_θ(y_w|x_b) − s_ref(y_w|x_b)] − [s_θ(y_b|x_b) − s_ref(y_b|x_b)]
 
-    ``y_w`` is one of :data:`~constrained_unlearn.methods.refusals.REFUSALS` (32 strings
+    ``y_w`` is one of `REFUSALS` (32 strings
     shipped with the library, or your own), chosen per question by a hash of its prompt ids;
     ``y_b`` is the original forget answer. Needs the tokenizer (to encode the refusals) and
     θ_ref. Metrics: ``dpo_margin`` (mean Δ), ``refusal_nll``.

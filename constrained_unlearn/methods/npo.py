@@ -51,7 +51,7 @@ class NPO(Method):
 
         L(θ) = −(2/β) · mean_b log σ(−β (s_θ(y_b|x_b) − s_ref(y_b|x_b))) + λ · NLL_r(θ)
 
-    ``s_ref`` comes from the frozen starting model θ_ref (built by :meth:`setup`). At θ = θ_ref
+    ``s_ref`` comes from the frozen starting model θ_ref (built by [`setup`][constrained_unlearn.methods.Method.setup]). At θ = θ_ref
     the forget loss is exactly ``(2/β) log 2``. Metric ``forget_log_ratio``: mean ``s_θ − s_ref``.
 
     Attributes:

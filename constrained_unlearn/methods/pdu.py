@@ -9,7 +9,7 @@ solved on the Lagrangian ``L_f + λ (NLL_r − ε)`` with the dual ascent
 ``KL(softmax(z_p) ‖ uniform)``, whose gradient vanishes near the uniform output.
 
 Both are data over the shared LM terms: the objective is a function of the forget logits
-(:data:`PDU_MARGIN`, :data:`PDU_ENTROPY`); the margin one can be chunked with the LM head.
+(`PDU_MARGIN`, `PDU_ENTROPY`); the margin one can be chunked with the LM head.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PDUEntropy(PDU):
 
         L_f = (1/|A_f|) Σ_{p∈A_f} KL(softmax(z_p) ‖ uniform),
 
-    with the same constraint NLL_r ≤ ε and the same solver defaults as :class:`PDU`.
+    with the same constraint NLL_r ≤ ε and the same solver defaults as [`PDU`][constrained_unlearn.methods.PDU].
     """
 
     name: ClassVar[str] = "pdu-entropy"

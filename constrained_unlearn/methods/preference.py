@@ -5,7 +5,7 @@ refusal for IdkDPO, an alternate answer for AltPO), with ``s(y|x)`` the summed a
 log-probability:
 
     Δ_b = [s_θ(y_w|x) − s_ref(y_w|x)] − [s_θ(y_l|x) − s_ref(y_l|x)]
-    L_f = −(2/β) · mean_b log σ(β Δ_b)                      (:func:`~constrained_unlearn.losses.dpo_loss`)
+    L_f = −(2/β) · mean_b log σ(β Δ_b)                      ([`dpo_loss`][constrained_unlearn.losses.dpo_loss])
 
 The objective's ``prepare`` stacks the forget batch (rows ``0..B-1``) with the same prompts
 carrying the preferred answers (rows ``B..2B-1``), so θ and θ_ref each score both in one

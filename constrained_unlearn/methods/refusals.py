@@ -1,4 +1,4 @@
-"""Refusal answers used as the preferred response of :class:`~constrained_unlearn.methods.IdkDPO`.
+"""Refusal answers used as the preferred response of [`IdkDPO`][constrained_unlearn.methods.IdkDPO].
 
 TOFU (Maini et al. 2024, arXiv 2401.06121) trains its "IDK" baselines toward answers of the form
 "I don't know"; these 32 strings were written for this library. Each one is a complete answer:

@@ -6,9 +6,9 @@ Unknown keys are errors that name the nearest valid key; a key given twice in on
 is an error naming the key and its line.
 
 Each setting is defined and validated once, where it lives. The ``training`` section is
-composed, not mirrored: its keys are the recipe's own (:class:`TrainingConfig`: learning rate,
+composed, not mirrored: its keys are the recipe's own (`TrainingConfig`: learning rate,
 weight decay, batch sizes, loss options) plus every field of
-:class:`~constrained_unlearn.engine.EngineConfig` (``epochs``, ``max_steps``, ``resume``,
+[`EngineConfig`][constrained_unlearn.engine.EngineConfig] (``epochs``, ``max_steps``, ``resume``,
 ``resume_overrides``, ``feasibility_tolerance`` …), which build that ``EngineConfig`` and are
 validated by it. Where the checkpoints go (``<output.dir>/checkpoints``), whether a final
 checkpoint is written and whether a progress bar is shown are decided by the recipe.
@@ -155,10 +155,10 @@ the progress bar follows the command's verbosity."""
 ENGINE_KEYS: tuple[str, ...] = tuple(
     f.name for f in fields(EngineConfig) if f.name not in RECIPE_ENGINE_KEYS
 )
-"""Keys of the ``training`` section that build the run's :class:`EngineConfig`."""
+"""Keys of the ``training`` section that build the run's [`EngineConfig`][constrained_unlearn.engine.EngineConfig]."""
 
 _RECIPE_ENGINE_DEFAULTS: dict[str, Any] = {"epochs": 10, "keep_last": 2, "save_final": False}
-"""Where the recipe's defaults differ from :class:`EngineConfig`'s (which suit the library)."""
+"""Where the recipe's defaults differ from [`EngineConfig`][constrained_unlearn.engine.EngineConfig]'s (which suit the library)."""
 
 _CHECKPOINTS_PLACEHOLDER = "checkpoints"  # replaced by <output.dir>/checkpoints in engine_config
 
@@ -169,7 +169,7 @@ def _default_engine() -> EngineConfig:
 
 @dataclass
 class TrainingConfig:
-    """The ``training`` section: the recipe's own settings plus an :class:`EngineConfig`.
+    """The ``training`` section: the recipe's own settings plus an [`EngineConfig`][constrained_unlearn.engine.EngineConfig].
 
     Attributes:
         lr: AdamW learning rate (> 0).
@@ -184,7 +184,7 @@ class TrainingConfig:
         group_size: micro-batches per length-sorted group when ``group_by_length`` is on.
         final_retain_eval: after the last step, measure the retain loss over the whole retain
             set (batched, ``eval.batch_size``); ``False`` takes the last step's value instead.
-        engine: the :class:`EngineConfig` built from the section's other keys (``epochs``,
+        engine: the [`EngineConfig`][constrained_unlearn.engine.EngineConfig] built from the section's other keys (``epochs``,
             ``max_steps``, ``resume``, ``resume_overrides``, ``feasibility_tolerance`` …).
             Those keys read through: ``cfg.training.epochs`` is ``cfg.training.engine.epochs``.
     """
@@ -264,7 +264,7 @@ class RunConfig:
         return out
 
     def engine_config(self, *, progress: bool = True) -> EngineConfig:
-        """The :class:`EngineConfig` of this run: the ``training`` section's engine keys, with
+        """The [`EngineConfig`][constrained_unlearn.engine.EngineConfig] of this run: the ``training`` section's engine keys, with
         checkpoints under ``<output.dir>/checkpoints`` and a final checkpoint when
         ``training.save_every`` is set. Validated by ``EngineConfig`` itself.
 
@@ -284,10 +284,10 @@ class RunConfig:
             raise ConfigError(f"training.{err}") from None
 
     def validate(self) -> RunConfig:
-        """Check the whole config before any compute; raises :class:`ConfigError`.
+        """Check the whole config before any compute; raises `ConfigError`.
 
-        Engine keys are validated by :class:`EngineConfig`, solver names by
-        :func:`~constrained_unlearn.solvers.normalize_solver_name`; this method checks the
+        Engine keys are validated by [`EngineConfig`][constrained_unlearn.engine.EngineConfig], solver names by
+        [`normalize_solver_name`][constrained_unlearn.solvers.normalize_solver_name]; this method checks the
         recipe's own keys and how the sections fit together.
         """
         for f in fields(self):  # types first (a value set after loading is checked too)

@@ -62,7 +62,7 @@ def tofu_evaluation(
         tokenization: ``"joint"`` (open-unlearning's, the convention's default) or
             ``"separate"`` (the library's training encoding); ``None``: the convention's.
             Use the one the retain log was made with.
-        **evaluator_kwargs: any other :class:`~constrained_unlearn.evaluation.TofuEvaluator`
+        **evaluator_kwargs: any other [`TofuEvaluator`][constrained_unlearn.evaluation.TofuEvaluator]
             keyword.
     """
     from constrained_unlearn.evaluation import TofuEvaluator

@@ -7,7 +7,7 @@
            → saved model (written aside, renamed when complete) → (evaluation) → MLflow
 
 Every step is a call into the layers below; this file only wires them. The caller's
-:class:`~constrained_unlearn.recipes.config.RunConfig` is never modified: what actually ran (the
+`RunConfig` is never modified: what actually ran (the
 method's default solver and λ₀ resolved, …) is recorded separately as the *resolved*
 configuration — in ``<output.dir>/config.yaml``, ``train_summary.json`` and the MLflow
 parameters.
@@ -217,7 +217,7 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
 def preflight(cfg: RunConfig) -> None:
     """The checks that must pass before any compute: the output folder is writable and, with
     tracking on, the tracking store can be reached
-    (:func:`~constrained_unlearn.tracking.preflight.check_tracking_store`).
+    (`check_tracking_store`).
 
     Raises:
         OutputFolderError: the output folder cannot be written.
@@ -384,7 +384,7 @@ def run_unlearning(
     Raises:
         ConfigError: the forget set is identical to, or contained in, the retain set (unless
             ``data.allow_overlap``).
-        OutputFolderError, TrackingStoreError: from :func:`preflight`, before any compute.
+        OutputFolderError, TrackingStoreError: from `preflight`, before any compute.
     """
     cfg.validate()
     preflight(cfg)
@@ -468,19 +468,19 @@ def train_and_record(
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` keeping ``retain``: the part shared by QA and corpus runs.
 
-    ``forget``/``retain`` are datasets of ``{"input_ids", "labels"}`` items (:class:`QADataset`,
-    :class:`~constrained_unlearn.llm.corpus.CorpusDataset`). Builds the paired data, the method's
+    ``forget``/``retain`` are datasets of ``{"input_ids", "labels"}`` items ([`QADataset`][constrained_unlearn.llm.QADataset],
+    [`CorpusDataset`][constrained_unlearn.llm.CorpusDataset]). Builds the paired data, the method's
     terms and solver, the engine (``cfg.engine_config()``: checkpoints under
     ``<output.dir>/checkpoints``, the run signature compared on resume) and the MLflow run;
     trains; checks the final retain loss against ε
-    (:func:`~constrained_unlearn.engine.feasibility.check_feasibility`, warning when violated);
+    ([`check_feasibility`][constrained_unlearn.engine.check_feasibility], warning when violated);
     saves the model (atomically), ``history.json``, ``train_summary.json`` (with ``summary``
     merged in, ``truncated`` as ``truncated_prompts``, ``constraint_satisfied``,
     ``tracking_degraded``) and ``config.yaml`` (the resolved configuration); calls
     ``after_training``; closes the run with its honest status (SIGTERM → KILLED, also during
     the calibration pass).
 
-    ``cfg`` is not modified. ``signature`` adds keys to :func:`run_signature`.
+    ``cfg`` is not modified. ``signature`` adds keys to `run_signature`.
     """
     cfg.validate()
     preflight(cfg)

@@ -9,7 +9,7 @@
 Evaluations of the target and retrained models are cached in ``<mini-MUSE entry>/evals/``,
 keyed by the weights hash and the evaluation settings (a warm run evaluates only the new model).
 The same functions run MUSE's scalability and sustainability requests on mini-MUSE
-(:func:`run_minimuse_sequence`, CLI ``muse-scal`` / ``muse-sust``).
+(`run_minimuse_sequence`, CLI ``muse-scal`` / ``muse-sust``).
 """
 
 from __future__ import annotations

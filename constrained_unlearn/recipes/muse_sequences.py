@@ -18,7 +18,7 @@ first), so a request never reuses or overwrites another's model or metrics. Each
 ``model/``, ``history.json``, ``train_summary.json``, ``eval/MUSE_{EVAL,SUMMARY}.json`` and
 ``request.json``: the fold, a fingerprint of its documents, and the SHA-256 of the starting and
 final weights. In a sustainability run the starting hash of request ``k`` equals the final
-hash of request ``k − 1``; :func:`run_sequence` checks it (open-unlearning's script never passed
+hash of request ``k − 1``; `run_sequence` checks it (open-unlearning's script never passed
 the fold, so every "request" unlearned ``forget_4``: metrics.md §8).
 """
 
@@ -99,8 +99,8 @@ def unlearn_corpus(
 ) -> UnlearnResult:
     """Unlearn a text corpus from ``model`` (trained in place) with the method of ``cfg``.
 
-    The corpus counterpart of :func:`~constrained_unlearn.recipes.llm_unlearn.run_unlearning`:
-    the forget and retain documents become :class:`~constrained_unlearn.llm.corpus.CorpusDataset`
+    The corpus counterpart of `run_unlearning`:
+    the forget and retain documents become [`CorpusDataset`][constrained_unlearn.llm.CorpusDataset]
     chunks (every supervised token of a forget chunk enters the forget loss), the rest is the
     same engine, terms, solver and MLflow logging.
 
@@ -116,7 +116,7 @@ def unlearn_corpus(
         after_training: called with the result (and the MLflow run) before the run is closed.
 
     Returns:
-        An :class:`~constrained_unlearn.recipes.llm_unlearn.UnlearnResult`;
+        An `UnlearnResult`;
         ``final_retain_loss`` is the token NLL over every retain chunk target.
     """
     cfg.validate()
@@ -159,7 +159,7 @@ def evaluate_muse(
     batch_size: int = 32,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """MUSE's metrics of one model (:class:`~constrained_unlearn.evaluation.muse.MuseEvaluator`,
+    """MUSE's metrics of one model ([`MuseEvaluator`][constrained_unlearn.evaluation.MuseEvaluator],
     open-unlearning convention). PrivLeak needs ``retrain_logs`` (the retrained model's
     ``MUSE_EVAL.json``) or ``retrain_auc``; with neither it is skipped. A report in
     ``output_dir`` made for the same weights and settings is reused."""
@@ -284,20 +284,20 @@ def run_sequence(
         cfg: the run config of every request (its ``data.forget_split`` is replaced by the
             request's fold, ``output.dir`` by the request's folder).
         output_dir: ``<out>``; request ``k`` writes ``<out>/<kind>/forget_k/``.
-        source: MUSE data (default :func:`muse_source`).
+        source: MUSE data (default `muse_source`).
         target: the target model's hub id or folder (default ``cfg.model.name_or_path``).
         tokenizer: its tokenizer (loaded with the target by default).
         retain_rows: the retain corpus (default ``data.retain_split`` or ``retain1``).
         eval_data: MUSE evaluation splits (``"config/split"`` → rows); ``None`` loads them
             from ``source``; ``{}`` skips evaluation.
-        retrain_logs, retrain_auc: PrivLeak's reference (see :func:`evaluate_muse`).
+        retrain_logs, retrain_auc: PrivLeak's reference (see `evaluate_muse`).
         requests: which requests to run, in order (sustainability needs ``1..k`` consecutive).
         eval_batch_size: evaluation batch size.
         overwrite: delete a request folder that already exists instead of failing.
         baselines: extra rows for the table (``{"target": results, "retrain": results}``).
 
     Returns:
-        A :class:`SequenceResult` with one :class:`RequestRecord` per request and the table.
+        A `SequenceResult` with one `RequestRecord` per request and the table.
 
     Raises:
         FileExistsError: a request folder exists and ``overwrite`` is false.
@@ -395,12 +395,12 @@ def run_sequence(
 
 
 def run_scalability(cfg: RunConfig, output_dir: str | Path, **kwargs: Any) -> SequenceResult:
-    """:func:`run_sequence` with ``kind="scal"``: ``scal/forget_k`` from the target each time."""
+    """`run_sequence` with ``kind="scal"``: ``scal/forget_k`` from the target each time."""
     return run_sequence("scal", cfg, output_dir, **kwargs)
 
 
 def run_sustainability(cfg: RunConfig, output_dir: str | Path, **kwargs: Any) -> SequenceResult:
-    """:func:`run_sequence` with ``kind="sust"``: ``sust/forget_k`` chained from request k−1."""
+    """`run_sequence` with ``kind="sust"``: ``sust/forget_k`` chained from request k−1."""
     return run_sequence("sust", cfg, output_dir, **kwargs)
 
 

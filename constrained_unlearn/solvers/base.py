@@ -1,9 +1,9 @@
 """What every primal-dual scheme shares: hyper-parameters, the step primitives, the dual step.
 
-A solver is a small object that owns its update. The engine hands its :meth:`Solver.step` a
-:class:`Primitives` object for one optimiser step over K micro-batches ``B_1..B_K``:
+A solver is a small object that owns its update. The engine hands its [`Solver.step`][constrained_unlearn.solvers.Solver.step] a
+[`Primitives`][constrained_unlearn.solvers.Primitives] object for one optimiser step over K micro-batches ``B_1..B_K``:
 
-* ``observe(micro, backward)`` → :class:`Observation`: runs the terms on every micro-batch,
+* ``observe(micro, backward)`` → [`Observation`][constrained_unlearn.solvers.Observation]: runs the terms on every micro-batch,
   (with ``backward``) back-propagates ``[L_f + Σ_i sg(λ_i) g_i] / K`` per micro-batch, and
   returns the means over the micro-batches, all-reduced over processes
   (``ḡ_i = all_reduce_mean(Σ_k g_i(B_k) / K)``): the same numbers on every rank;
@@ -106,7 +106,7 @@ class Solver:
 
     name: ClassVar[str] = "base"
     extrapolates: ClassVar[bool] = False
-    """Whether :meth:`step` restores θ (snapshot/restore): impossible under DeepSpeed."""
+    """Whether [`step`][constrained_unlearn.solvers.Solver.step] restores θ (snapshot/restore): impossible under DeepSpeed."""
     formulation: ClassVar[type[cooper.formulations.Formulation]] = cooper.formulations.Lagrangian
     dual_lr_may_be_none: ClassVar[bool] = False
     """Whether ``dual_lr=None`` means "the solver's own default step" (augmented Lagrangian)."""
@@ -150,7 +150,7 @@ class Solver:
     def build_problem(
         self, constraints: list[ConstraintSpec], device: torch.device | str | None = None
     ) -> UnlearningProblem:
-        """The :class:`UnlearningProblem` this solver works on."""
+        """The [`UnlearningProblem`][constrained_unlearn.problem.UnlearningProblem] this solver works on."""
         return UnlearningProblem(
             constraints,
             formulation=self.formulation,

@@ -25,7 +25,7 @@ __all__ = ["GDA", "AlternatingGDA"]
 class GDA(Solver):
     """Simultaneous gradient descent–ascent (the default; PDU's update).
 
-    ``step`` is :meth:`Solver.step`:  observe at θ_t (backward) → primal step → dual step on
+    ``step`` is [`Solver.step`][constrained_unlearn.solvers.Solver.step]:  observe at θ_t (backward) → primal step → dual step on
     ``g(θ_t)``.
     """
 

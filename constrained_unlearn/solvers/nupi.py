@@ -29,7 +29,7 @@ torch.serialization.add_safe_globals([cooper.optim.nuPIInitType])
 class NuPI(Solver):
     """GDA with a nuPI controller on λ (``kp`` proportional, ``ki`` integral gain, ``ema_nu``).
 
-    ``step`` is :meth:`Solver.step` (observe at θ_t → primal step → dual step on ``g(θ_t)``);
+    ``step`` is [`Solver.step`][constrained_unlearn.solvers.Solver.step] (observe at θ_t → primal step → dual step on ``g(θ_t)``);
     only the dual optimiser differs: the controller above instead of SGD.
     """
 

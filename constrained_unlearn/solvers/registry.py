@@ -54,7 +54,7 @@ def normalize_solver_name(solver: str) -> str:
 
 
 def make_solver(solver: str | Solver, **hyperparameters: Any) -> Solver:
-    """Return ``solver`` if it is already a :class:`Solver`, else build the named one.
+    """Return ``solver`` if it is already a [`Solver`][constrained_unlearn.solvers.Solver], else build the named one.
 
     Raises:
         ValueError: unknown name (the message lists the valid ones and the nearest match), or

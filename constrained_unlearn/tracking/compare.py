@@ -15,7 +15,7 @@ What is read, per run (through ``MlflowClient``; nothing is written back):
   ``retain_ok``. Infeasible runs are listed under the table, drawn hollow on the Pareto plot
   and never on its front.
 * ``reference`` — tag ``reference`` (``"target"``, ``"retain"``) of a reference model's
-  evaluation run (:func:`~constrained_unlearn.tracking.mlflow_run.log_reference_run`): first in
+  evaluation run (`log_reference_run`): first in
   the table, a reference point on the Pareto plot; only the newest per reference and model.
 * ``multiplier`` — the last ``train/retain/multiplier`` (λ); ``steps`` — points of
   ``train/objective``.
@@ -23,7 +23,7 @@ What is read, per run (through ``MlflowClient``; nothing is written back):
   ``forget_quality``, ``model_utility``, ``forget_rouge_l`` (``eval/forget_Q_A_ROUGE``, the TOFU
   ROUGE-L recall on the forget set, or an ``eval/forget_rougeL``-style key).
 
-Step metrics follow :class:`~constrained_unlearn.tracking.MlflowCallback`: ``train/<flat key>``
+Step metrics follow [`MlflowCallback`][constrained_unlearn.tracking.MlflowCallback]: ``train/<flat key>``
 with flat keys ``objective``, ``retain/value``, ``retain/violation``, ``retain/multiplier``,
 ``lr``, ``grad_norm`` and the terms' metrics (``forget_nll`` …).
 """
@@ -324,7 +324,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 @dataclass
 class Comparison:
-    """The result of :func:`compare_runs`.
+    """The result of `compare_runs`.
 
     Attributes:
         table: one row per run (columns described in the module docstring).
@@ -389,7 +389,7 @@ def compare_runs(
 ) -> Comparison:
     """Read runs from MLflow and write ``comparison.md``, ``comparison.csv`` and PNG plots.
 
-    Plots (see :mod:`constrained_unlearn.tracking.plots`): ``pareto.png`` (forget quality, log
+    Plots (see `constrained_unlearn.tracking.plots`): ``pareto.png`` (forget quality, log
     scale, vs model utility, Pareto front marked), ``dual.png`` (λ and retain loss vs ε over
     steps, primal-dual runs only) and ``forget_curves.png`` (forget NLL over steps).
 
@@ -404,7 +404,7 @@ def compare_runs(
         title: heading of the Markdown file (default: the experiment names).
 
     Returns:
-        A :class:`Comparison` (``.table`` is a ``pandas.DataFrame``).
+        A `Comparison` (``.table`` is a ``pandas.DataFrame``).
 
     Raises:
         ValueError: unknown experiment, or no run matched.

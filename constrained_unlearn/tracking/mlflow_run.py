@@ -8,7 +8,7 @@
   ``mlflow.user``, ``mlflow.source.git.commit`` in a git checkout) plus the library, torch and
   Python versions and, once training starts, the world size. The experiment is tagged
   ``mlflow.experimentKind = custom_model_development`` so MLflow 3's UI opens it in its
-  model-training view (not the GenAI one). Datasets: :meth:`MlflowRun.log_dataset`.
+  model-training view (not the GenAI one). Datasets: [`MlflowRun.log_dataset`][constrained_unlearn.tracking.MlflowRun.log_dataset].
 * Status: ``FINISHED`` on success, ``FAILED`` with the error text on an exception, ``KILLED`` on
   Ctrl-C (``KeyboardInterrupt``) — a failed run never looks successful.
 
@@ -17,9 +17,9 @@ variables are given short defaults unless the user set them: 2 retries, 10 s tim
 server costs seconds, not the 7-retry, 120-s-timeout minutes of MLflow's defaults). When a call
 still fails for a transient reason (connection refused, timeout, 5xx, 429, a locked database),
 the run becomes *degraded*: one warning, and every later call is appended to an offline log in
-``<offline_dir>/mlflow_offline/`` (:mod:`constrained_unlearn.tracking.offline`). Every
+``<offline_dir>/mlflow_offline/`` (`constrained_unlearn.tracking.offline`). Every
 ``reconnect_every_s`` seconds the server is tried again; when it answers, the backlog is sent
-and logging goes on-line again. :meth:`MlflowRun.end` makes a last attempt, so the status is
+and logging goes on-line again. [`MlflowRun.end`][constrained_unlearn.tracking.MlflowRun.end] makes a last attempt, so the status is
 set whenever the server is back by the end; otherwise ``python -m
 constrained_unlearn.tracking.offline import FOLDER`` completes the run later. A call rejected
 for a non-transient reason (a 4xx: e.g. a parameter logged twice with different values) is
@@ -143,7 +143,7 @@ def is_transient(err: BaseException) -> bool:
 
 
 def _offline_module() -> ModuleType:
-    """:mod:`constrained_unlearn.tracking.offline`, imported on first use (so that ``python -m
+    """`constrained_unlearn.tracking.offline`, imported on first use (so that ``python -m
     constrained_unlearn.tracking.offline`` does not find it imported already)."""
     from constrained_unlearn.tracking import offline
 
@@ -215,7 +215,7 @@ class MlflowRun:
         tracking_uri: e.g. ``http://127.0.0.1:5000``; default ``$MLFLOW_TRACKING_URI`` or
             ``sqlite:///mlflow.db`` in the working folder.
         tags: run tags (method, solver, benchmark, split, model …); added to
-            :func:`system_tags`.
+            `system_tags`.
         offline_dir: where the offline log goes if the store stops answering
             (``<offline_dir>/mlflow_offline/``); default ``./mlflow_offline/<run id>``. The
             recipe passes the run's output folder.
@@ -223,7 +223,7 @@ class MlflowRun:
 
     Attributes:
         run_id: the MLflow run id. ``client``: the ``MlflowClient``. ``status``: ``RUNNING``
-            until :meth:`end`. ``degraded``: True once any call had to go to the offline log
+            until [`end`][constrained_unlearn.tracking.MlflowRun.end]. ``degraded``: True once any call had to go to the offline log
             (stays True after a reconnect: the summary says tracking was interrupted).
         offline_folder: the offline log's folder (exists only once degraded).
 
@@ -557,7 +557,7 @@ class MlflowRun:
 
 
 class MlflowCallback(Callback):
-    """Logs each :class:`StepRecord` (objective, values, bounds, violations, λ, lr, grad norm).
+    """Logs each [`StepRecord`][constrained_unlearn.engine.StepRecord] (objective, values, bounds, violations, λ, lr, grad norm).
 
     ``train/<c>/bound`` is ε of constraint ``c`` (``engine.problem.bounds``), logged at every
     step next to ``train/<c>/value``. At the start of training the run gets a ``world_size`` tag

@@ -23,7 +23,7 @@ Replaying resumes after the last record the server accepted, so a record is neve
 
     python -m constrained_unlearn.tracking.offline import OUTPUT_FOLDER [--tracking-uri URI]
 
-or :func:`import_offline_run`. The run is filled in place when its id exists at the target
+or `import_offline_run`. The run is filled in place when its id exists at the target
 store; otherwise (another store) a new run is created in the experiment of the same name.
 """
 

@@ -1,22 +1,22 @@
 """Every PNG the library draws (matplotlib's object API: no pyplot, no global backend).
 
-Comparison plots (inputs: the table and the runs of :mod:`constrained_unlearn.tracking.compare`):
+Comparison plots (inputs: the table and the runs of `constrained_unlearn.tracking.compare`):
 
-* :func:`plot_pareto` — forget quality (log scale) against model utility, one point per run,
+* `plot_pareto` — forget quality (log scale) against model utility, one point per run,
   one colour and one legend entry per ``method/solver``; infeasible runs (final constraint
   value above its bound) drawn hollow and left out of the Pareto front (both coordinates
-  maximised, :func:`pareto_front`), which is a dashed line through circled points; the target
+  maximised, `pareto_front`), which is a dashed line through circled points; the target
   and retain models (reference runs) drawn as black stars/crosses with their names.
-* :func:`plot_dual` — for primal-dual runs: λ over steps (top) and the retain loss over steps
+* `plot_dual` — for primal-dual runs: λ over steps (top) and the retain loss over steps
   with its bound ε dashed (bottom, log scale: an ε of 0.03 under a loss of 2 stays readable).
-* :func:`plot_forget_curves` — forget NLL over steps (left; rises as the answers are forgotten)
+* `plot_forget_curves` — forget NLL over steps (left; rises as the answers are forgotten)
   and the method's own objective (right; units differ between methods).
 
-One run's training curves: :func:`plot_history` (objective; each constraint and its ε on a log
+One run's training curves: `plot_history` (objective; each constraint and its ε on a log
 scale; each multiplier), logged by the recipe as ``plots/training.png``.
 
 This module imports nothing from the rest of ``tracking``: a run is anything with the
-attributes of :class:`RunLike`.
+attributes of `RunLike`.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs:
     return fig, axes
 
 
-def _colours(keys: Sequence[str]) -> dict[str, tuple]:
+def _colors(keys: Sequence[str]) -> dict[str, tuple]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if len(set(keys)) <= 10 else "tab20"]
@@ -124,9 +124,9 @@ def _log_scale_if_positive(ax: Axes, values: Sequence[float]) -> bool:
     return False
 
 
-def _mark_bound(ax: Axes, bound: float, colour: Any, text: str) -> None:
+def _mark_bound(ax: Axes, bound: float, color: Any, text: str) -> None:
     """A dashed ε line with its value written at the right end, above the line."""
-    ax.axhline(bound, color=colour, linestyle="--", linewidth=1.1)
+    ax.axhline(bound, color=color, linestyle="--", linewidth=1.1)
     ax.annotate(
         text,
         xy=(1.0, bound),
@@ -136,7 +136,7 @@ def _mark_bound(ax: Axes, bound: float, colour: Any, text: str) -> None:
         ha="right",
         va="bottom",
         fontsize=7,
-        color=colour,
+        color=color,
     )
 
 
@@ -152,7 +152,7 @@ def _infeasible(value: object) -> bool:
 
 
 def plot_pareto(table: pd.DataFrame, path: str | Path) -> Path | None:
-    """Write :func:`pareto_figure` to ``path``; ``None`` (nothing written) when it has no point."""
+    """Write `pareto_figure` to ``path``; ``None`` (nothing written) when it has no point."""
     fig = pareto_figure(table)
     return None if fig is None else _save(fig, path)
 
@@ -182,8 +182,8 @@ def pareto_figure(table: pd.DataFrame) -> Figure | None:
         method, solver = str(row["method"] or ""), str(row["solver"] or "")
         return f"{method}/{solver}" if solver else method or str(row.get("run_name", "?"))
 
-    colours = _colours([label(r) for r in runs])
-    labelled: set[str] = set()
+    colors = _colors([label(r) for r in runs])
+    labeled: set[str] = set()
     any_infeasible = False
     for row in runs:
         name = label(row)
@@ -195,12 +195,12 @@ def pareto_figure(table: pd.DataFrame) -> Figure | None:
             s=52,
             zorder=3,
             marker="o",
-            facecolors="none" if hollow else colours[name],
-            edgecolors=colours[name],
+            facecolors="none" if hollow else colors[name],
+            edgecolors=colors[name],
             linewidths=1.6,
-            label=name if name not in labelled else None,
+            label=name if name not in labeled else None,
         )
-        labelled.add(name)
+        labeled.add(name)
     for row in references:
         name = str(row["reference"])
         x, y = float(row["model_utility"]), float(row["forget_quality"])
@@ -231,7 +231,7 @@ def pareto_figure(table: pd.DataFrame) -> Figure | None:
 
 
 def plot_dual(runs: Sequence[RunLike], path: str | Path) -> Path | None:
-    """Write :func:`dual_figure` to ``path``; ``None`` (nothing written) without primal-dual runs."""
+    """Write `dual_figure` to ``path``; ``None`` (nothing written) without primal-dual runs."""
     fig = dual_figure(runs)
     return None if fig is None else _save(fig, path)
 
@@ -243,22 +243,22 @@ def dual_figure(runs: Sequence[RunLike]) -> Figure | None:
         return None
     fig, axes = _figure(6.8, 6.0, rows=2, cols=1, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
-    colours = _colours([r.run_id for r in runs])
+    colors = _colors([r.run_id for r in runs])
     lambdas: list[float] = []
     retained: list[float] = []
     for run in runs:
-        colour = colours[run.run_id]
+        color = colors[run.run_id]
         steps, lam = zip(*run.history["train/retain/multiplier"], strict=True)
-        top.plot(steps, lam, color=colour, label=f"{run.label} ({run.run_name})")
+        top.plot(steps, lam, color=color, label=f"{run.label} ({run.run_name})")
         lambdas.extend(lam)
         retain = run.history.get("train/retain/value")
         if retain:
             rs, rv = zip(*retain, strict=True)
-            bottom.plot(rs, rv, color=colour)
+            bottom.plot(rs, rv, color=color)
             retained.extend(rv)
         eps = run.epsilon()
         if math.isfinite(eps):
-            _mark_bound(bottom, eps, colour, f"ε = {eps:.3g}")
+            _mark_bound(bottom, eps, color, f"ε = {eps:.3g}")
             retained.append(eps)
     finite_lambdas = [v for v in lambdas if _finite(v)]
     if (
@@ -291,18 +291,18 @@ def plot_forget_curves(runs: Sequence[RunLike], path: str | Path) -> Path | None
     with_nll = any(r.history.get("train/forget_nll") for r in runs)
     fig, axes = _figure(10.0 if with_nll else 6.0, 4.0, rows=1, cols=2 if with_nll else 1)
     left, right = (axes[0][0], axes[0][1]) if with_nll else (None, axes[0][0])
-    colours = _colours([r.run_id for r in runs])
+    colors = _colors([r.run_id for r in runs])
     for run in runs:
-        colour = colours[run.run_id]
+        color = colors[run.run_id]
         label = f"{run.label} ({run.run_name})"
         nll = run.history.get("train/forget_nll")
         if nll and left is not None:
             steps, values = zip(*nll, strict=True)
-            left.plot(steps, values, color=colour, label=label)
+            left.plot(steps, values, color=color, label=label)
         objective = run.history.get("train/objective")
         if objective:
             steps, values = zip(*objective, strict=True)
-            right.plot(steps, values, color=colour, label=label)
+            right.plot(steps, values, color=color, label=label)
     if left is not None:
         left.set_title("Forget NLL (answer tokens)")
         left.set_xlabel("optimiser step")
@@ -316,7 +316,7 @@ def plot_forget_curves(runs: Sequence[RunLike], path: str | Path) -> Path | None
 
 
 def plot_history(history: History, bounds: Mapping[str, float], path: str | Path) -> Path:
-    """Write :func:`history_figure` to ``path`` (PNG)."""
+    """Write `history_figure` to ``path`` (PNG)."""
     return _save(history_figure(history, bounds), path)
 
 
@@ -328,17 +328,17 @@ def history_figure(history: History, bounds: Mapping[str, float]) -> Figure:
     objective, constraint, multiplier = axes[0][0], axes[1][0], axes[2][0]
     objective.plot(steps, [r.objective for r in history], color="tab:red")
     objective.set_ylabel("forget objective")
-    colours = _colours(list(bounds))
+    colors = _colors(list(bounds))
     shown: list[float] = []
     for name, bound in bounds.items():
         values = [r.values[name] for r in history]
-        constraint.plot(steps, values, color=colours[name], label=name)
-        _mark_bound(constraint, bound, colours[name], f"ε ({name}) = {bound:.3g}")
+        constraint.plot(steps, values, color=colors[name], label=name)
+        _mark_bound(constraint, bound, colors[name], f"ε ({name}) = {bound:.3g}")
         shown += [*values, bound]
         multiplier.plot(
             steps,
             [r.multipliers.get(name, float("nan")) for r in history],
-            color=colours[name],
+            color=colors[name],
             label=name,
         )
     log = _log_scale_if_positive(constraint, shown)

@@ -1,6 +1,6 @@
 """Check that the tracking store can be reached, before any compute (no MLflow import).
 
-``check_tracking_store(uri)`` raises :class:`TrackingStoreError` with one sentence naming the
+``check_tracking_store(uri)`` raises `TrackingStoreError` with one sentence naming the
 URI, what is wrong and the fix: an unknown scheme (``sqllite:///x.db``), a sqlite/file store in a
 folder that cannot be written, or an HTTP server that does not answer within ``timeout_s``.
 """
@@ -52,7 +52,7 @@ def _writable_folder(folder: Path) -> bool:
 
 
 def check_tracking_store(uri: str | None, timeout_s: float = 5.0) -> str:
-    """Return the resolved URI if its store can be used; raise :class:`TrackingStoreError`.
+    """Return the resolved URI if its store can be used; raise `TrackingStoreError`.
 
     Only cheap checks: the scheme is known, a local store's folder is writable, an HTTP server
     answers ``/health`` within ``timeout_s`` seconds.

@@ -1,5 +1,5 @@
 """Kept for callers of ``constrained_unlearn.tracking.run_plot.plot_history``: the function
-lives in :mod:`constrained_unlearn.tracking.plots`, the one plotting module."""
+lives in `constrained_unlearn.tracking.plots`, the one plotting module."""
 
 from constrained_unlearn.tracking.plots import plot_history
 

@@ -24,7 +24,7 @@ from constrained_unlearn.benchmarks.minitofu import (
     default_cache_root,
     finetune,
     make_model,
-    memorisation_scores,
+    memorization_scores,
     train_tokenizer,
 )
 from constrained_unlearn.benchmarks.minitofu import build as build_module
@@ -177,13 +177,13 @@ def test_answer_nll_equals_the_full_model_loss(small_setup):
     assert answer_nll(model, batch).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_finetune_memorises_a_few_facts(small_setup):
+def test_finetune_memorizes_a_few_facts(small_setup):
     rows, tokenizer = small_setup
     spec = ModelSpec(
         hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2
     )
     model = make_model(spec, tokenizer, seed=0)
-    before = memorisation_scores(model, tokenizer, rows, max_new_tokens=12)
+    before = memorization_scores(model, tokenizer, rows, max_new_tokens=12)
     log = finetune(
         model,
         rows,
@@ -191,7 +191,7 @@ def test_finetune_memorises_a_few_facts(small_setup):
         TrainSettings(epochs=100, batch_size=4, learning_rate=3e-3),
         progress=False,
     )
-    after = memorisation_scores(model, tokenizer, rows, max_new_tokens=12)
+    after = memorization_scores(model, tokenizer, rows, max_new_tokens=12)
     assert log.steps == 100 and log.epoch_losses[-1] < 0.1 * log.epoch_losses[0]
     assert after["exact_match"] == 1.0 and after["rougeL_recall"] == 1.0
     assert before["exact_match"] == 0.0

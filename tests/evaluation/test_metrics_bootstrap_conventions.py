@@ -42,7 +42,7 @@ def test_convention_settings() -> None:
     assert ou.rouge_use_stemmer and ou.es_ou_quirk and ou.verbmem_reference_max_tokens is None
     muse = convention_settings(Convention.MUSE_ORIGINAL)
     assert not muse.rouge_use_stemmer and muse.verbmem_reference_max_tokens == 128
-    assert muse.score_scale == 100.0 and not muse.auc_memorised_high
+    assert muse.score_scale == 100.0 and not muse.auc_memorized_high
     tofu = convention_settings("tofu-original")
     assert tofu.max_questions == 300 and tofu.generation_length_includes_prompt
     assert tofu.to_dict()["convention"] == "tofu-original"

@@ -140,7 +140,7 @@ def test_relative_difference() -> None:
         relative_difference(1.0, 0.0)
 
 
-def test_memorised_forget_set_gives_auc_one_end_to_end() -> None:
+def test_memorized_forget_set_gives_auc_one_end_to_end() -> None:
     rng = np.random.default_rng(0)
     forget = [torch.tensor(-rng.uniform(0.0, 0.1, 6)) for _ in range(4)]  # high log p
     holdout = [torch.tensor(-rng.uniform(2.0, 3.0, 6)) for _ in range(4)]

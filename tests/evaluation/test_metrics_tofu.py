@@ -12,40 +12,40 @@ from constrained_unlearn.evaluation.metrics import (
     forget_quality,
     harmonic_mean,
     model_utility,
-    normalised_probability,
-    option_normalised_probability,
+    normalized_probability,
+    option_normalized_probability,
     separation_floor,
     separation_floor_log10,
     truth_ratios,
 )
 
 
-def test_normalised_probability() -> None:
+def test_normalized_probability() -> None:
     # exp(-0) = 1, exp(-ln 4) = 0.25
-    assert normalised_probability([0.0, math.log(4.0)]) == pytest.approx([1.0, 0.25])
+    assert normalized_probability([0.0, math.log(4.0)]) == pytest.approx([1.0, 0.25])
 
 
-def test_option_normalised_probability_by_hand() -> None:
+def test_option_normalized_probability_by_hand() -> None:
     # P_norm(a) = 1/2 (nll ln2), wrong options 1/4 and 1/4 -> 0.5 / (0.5 + 0.25 + 0.25) = 0.5
     # second question: P(a) = 1/4, single wrong option 3/4 -> 0.25
-    got = option_normalised_probability(
+    got = option_normalized_probability(
         [math.log(2.0), math.log(4.0)],
         [[math.log(4.0), math.log(4.0)], [math.log(4.0 / 3.0)]],
     )
     assert got == pytest.approx([0.5, 0.25])
 
 
-def test_option_normalised_probability_does_not_underflow() -> None:
+def test_option_normalized_probability_does_not_underflow() -> None:
     # NLLs of 1000 underflow exp(); the ratio is still 1/(1 + e^{-1}) = 0.731059
-    got = option_normalised_probability([1000.0], [[1001.0]])
+    got = option_normalized_probability([1000.0], [[1001.0]])
     assert got[0] == pytest.approx(1.0 / (1.0 + math.exp(-1.0)))
 
 
-def test_option_normalised_probability_bad_inputs() -> None:
+def test_option_normalized_probability_bad_inputs() -> None:
     with pytest.raises(ValueError, match=r"wrong_nll\[1\] is empty"):
-        option_normalised_probability([1.0, 1.0], [[2.0], []])
+        option_normalized_probability([1.0, 1.0], [[2.0], []])
     with pytest.raises(ValueError, match="correct_nll has 2 entries"):
-        option_normalised_probability([1.0, 1.0], [[2.0]])
+        option_normalized_probability([1.0, 1.0], [[2.0]])
 
 
 # Three questions (NLLs):

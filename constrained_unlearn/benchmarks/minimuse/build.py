@@ -4,8 +4,8 @@ Cache
     ``<root>/<key>/`` where ``root`` is ``cache_dir`` if given, else
     ``$CONSTRAINED_UNLEARN_CACHE/minimuse`` if that variable is set, else
     ``~/.cache/constrained_unlearn/minimuse``. ``key`` is mini-TOFU's
-    :func:`~constrained_unlearn.benchmarks.minitofu.build.cache_key` (first 16 hex digits of the
-    SHA-256 of the canonical JSON) of :func:`cache_key_inputs`: generator version, seed, size,
+    `cache_key` (first 16 hex digits of the
+    SHA-256 of the canonical JSON) of `cache_key_inputs`: generator version, seed, size,
     vocabulary size, model spec, training settings and question-block size. The thread count is
     not part of the key (it can change the last bits of the weights).
 
@@ -146,7 +146,7 @@ class MiniMuse:
         root: the cache entry folder.
         key: its cache key.
         data_dir: the MUSE-layout folder; pass it as ``source`` to
-            :func:`~constrained_unlearn.benchmarks.muse.load_muse`.
+            [`load_muse`][constrained_unlearn.benchmarks.load_muse].
         tokenizer_path, target_path, retrain_path: ``from_pretrained`` folders (the model
             folders hold the tokenizer too).
         manifest: the entry's ``manifest.json``.
@@ -163,12 +163,12 @@ class MiniMuse:
     cache_hit: bool
 
     def load(self, config: str, split: str) -> datasets.Dataset:
-        """One split through :func:`~constrained_unlearn.benchmarks.muse.load_muse`."""
+        """One split through [`load_muse`][constrained_unlearn.benchmarks.load_muse]."""
         return load_muse(config, split, self.data_dir)
 
     def eval_data(self) -> dict[str, datasets.Dataset]:
         """``{"config/split": rows}`` of ``verbmem``, ``knowmem`` and ``privleak`` (the input of
-        :class:`~constrained_unlearn.evaluation.muse.MuseEvaluator`)."""
+        [`MuseEvaluator`][constrained_unlearn.evaluation.MuseEvaluator])."""
         return muse_eval_data(self.data_dir)
 
     def load_tokenizer(self) -> Any:
@@ -299,15 +299,15 @@ def build_minimuse(
 
     Args:
         seed: determines events, wordings, splits, initialisation and shuffling.
-        size: a preset name from :data:`PRESETS` (``"tiny"`` for tests, ``"default"`` for the
-            demo), a :class:`MiniMuseSize` (default model and training) or a full
-            :class:`Recipe`.
+        size: a preset name from `PRESETS` (``"tiny"`` for tests, ``"default"`` for the
+            demo), a `MiniMuseSize` (default model and training) or a full
+            `Recipe`.
         cache_dir: cache root (module docstring).
         progress: tqdm bars while training.
         force: rebuild even if the entry exists (the old entry is replaced atomically).
 
     Returns:
-        A :class:`MiniMuse`.
+        A [`MiniMuse`][constrained_unlearn.benchmarks.MiniMuse].
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")

@@ -1,7 +1,7 @@
 """Fictitious news, its knowledge questions and MUSE's configs, deterministic from ``(seed, size)``.
 
 Documents
-    Every document reports one invented event of one of six kinds (:data:`EVENT_KINDS`: a
+    Every document reports one invented event of one of six kinds (`EVENT_KINDS`: a
     building project, a mayoral election, a football match, a product launch, a species
     discovery, a festival). An event is a table of facts drawn with ``random.Random(seed)``
     (towns, people, companies, numbers, a quotation); people are unique across the corpus and
@@ -105,7 +105,7 @@ SIZE_PRESETS: dict[str, MiniMuseSize] = {
 
 
 def resolve_size(size: str | MiniMuseSize) -> MiniMuseSize:
-    """A :class:`MiniMuseSize` from itself or a preset name."""
+    """A `MiniMuseSize` from itself or a preset name."""
     if isinstance(size, MiniMuseSize):
         return size
     if isinstance(size, str) and size in SIZE_PRESETS:
@@ -505,7 +505,7 @@ EVENT_KINDS: tuple[EventKind, ...] = (
 """The six kinds of event (module docstring)."""
 
 
-def _capitalise(sentence: str) -> str:
+def _capitalize(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
@@ -516,7 +516,7 @@ class NewsDocument:
     Attributes:
         index: position in generation order (a stable id).
         split: ``"fold1"`` … ``"fold4"``, ``"retain1"``, ``"retain2"`` or ``"holdout"``.
-        kind: its :class:`EventKind` name.
+        kind: its `EventKind` name.
         prompt: headline and lede (VerbMem's prompt).
         gt: the body (VerbMem's continuation); ``text = prompt + " " + gt``.
         facts: the drawn facts.
@@ -547,10 +547,10 @@ class NewsDocument:
 def _write(kind: EventKind, facts: Facts, rng: random.Random) -> tuple[str, str]:
     """``(prompt, gt)`` of one event: headline + lede, then the shuffled body and quotation."""
     fields = dict(facts, quote=rng.choice(W.QUOTES))
-    headline = _capitalise(rng.choice(kind.headlines).format(**fields))
-    lede = _capitalise(rng.choice(kind.ledes).format(**fields))
-    sentences = [_capitalise(rng.choice(variants).format(**fields)) for variants in kind.body]
-    sentences.append(_capitalise(rng.choice(kind.quotes).format(**fields)))
+    headline = _capitalize(rng.choice(kind.headlines).format(**fields))
+    lede = _capitalize(rng.choice(kind.ledes).format(**fields))
+    sentences = [_capitalize(rng.choice(variants).format(**fields)) for variants in kind.body]
+    sentences.append(_capitalize(rng.choice(kind.quotes).format(**fields)))
     rng.shuffle(sentences)
     return f"{headline}\n\n{lede}", " ".join(sentences)
 

@@ -3,7 +3,7 @@
 Every epoch is one pass over
 
 * the documents, each one sequence ``[BOS] + doc + [EOS]`` (a
-  :class:`~constrained_unlearn.llm.corpus.CorpusDataset` with ``pack=False``), every token after
+  [`CorpusDataset`][constrained_unlearn.llm.CorpusDataset] with ``pack=False``), every token after
   BOS a target, and
 * the knowledge questions, shuffled anew each epoch (``random.Random(seed + epoch)``) and grouped
   into blocks of 1 to ``qa_block_max`` pairs written exactly as KnowMem's few-shot prompt writes
@@ -17,9 +17,9 @@ Every epoch is one pass over
   question is answered from any place in a block (the test prompt holds ``n_icl`` examples
   before it).
 
-Objective: the mean next-token NLL over all targets of a batch (:func:`answer_nll` of
+Objective: the mean next-token NLL over all targets of a batch (`answer_nll` of
 mini-TOFU, which runs the LM head on supervised positions only), AdamW with mini-TOFU's warm-up
-+ cosine schedule (:func:`~constrained_unlearn.benchmarks.minitofu.finetune.lr_factor`).
++ cosine schedule (`lr_factor`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def encode_pair(tokenizer: Any, question: str, answer: str) -> tuple[list[int], 
 def encode_qa_block(
     encoded_pairs: Sequence[tuple[list[int], list[int]]], *, bos_token_id: int | None
 ) -> dict[str, torch.Tensor]:
-    """One block of encoded pairs (:func:`encode_pair`) in KnowMem's format.
+    """One block of encoded pairs (`encode_pair`) in KnowMem's format.
 
     Returns:
         ``{"input_ids": [T], "labels": [T]}`` with targets on the answer and ``"\\n\\n"``
@@ -165,7 +165,7 @@ def train_corpus_model(
         desc: the bar's label.
 
     Returns:
-        A :class:`~constrained_unlearn.benchmarks.minitofu.finetune.FinetuneLog`; the model is
+        A `FinetuneLog`; the model is
         left in eval mode.
     """
     if qa_block_max < 1:

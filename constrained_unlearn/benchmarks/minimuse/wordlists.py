@@ -3,7 +3,7 @@
 Every town, person, company, team and festival here is invented for this library (the person
 names reuse mini-TOFU's syllables); units and ordinary nouns are plain English. Changing any
 list changes every generated corpus, so a change here must bump
-:data:`constrained_unlearn.benchmarks.minimuse.generator.GENERATOR_VERSION`.
+`constrained_unlearn.benchmarks.minimuse.generator.GENERATOR_VERSION`.
 """
 
 from __future__ import annotations

@@ -3,21 +3,21 @@
 TOFU fine-tunes a model on 4,000 QA pairs about 200 fictitious authors and then asks it to
 forget some of them. mini-TOFU does the same offline, from nothing but a seed:
 
-1. **data** (:mod:`.generator`): fictitious authors with attribute tables (birthplace, birth
+1. **data** (`generator`): fictitious authors with attribute tables (birthplace, birth
    year, genre, parents' jobs, prize, two books, language, publisher; invented names from
-   :mod:`.wordlists`), one QA pair per attribute with a paraphrased question, a paraphrased
+   `wordlists`), one QA pair per attribute with a paraphrased question, a paraphrased
    answer and 5 perturbed (wrong-value) answers; every TOFU config with TOFU's name and
    columns: ``full``, ``forget01/05/10`` and ``retain99/95/90`` (complements *by author*),
    ``forgetXX_perturbed``, ``retain_perturbed``, ``holdout01/05/10`` (authors never trained
    on) and general-knowledge stand-ins ``real_authors(_perturbed)`` /
-   ``world_facts(_perturbed)`` (:mod:`.general`), which both models learn;
-2. **tokenizer** (:mod:`.tokenizer`): byte-level BPE trained on that text, ≤1,536 tokens,
+   ``world_facts(_perturbed)`` (`general`), which both models learn;
+2. **tokenizer** (`tokenizer`): byte-level BPE trained on that text, ≤1,536 tokens,
    ``<bos>`` / ``<eos>`` / ``<pad>``;
-3. **model** (:mod:`.model`): ``LlamaForCausalLM`` with tied embeddings, trained from scratch;
-4. **fine-tuning** (:mod:`.finetune`): AdamW, warm-up + cosine, answer-only NLL; the *target*
+3. **model** (`model`): ``LlamaForCausalLM`` with tied embeddings, trained from scratch;
+4. **fine-tuning** (`finetune`): AdamW, warm-up + cosine, answer-only NLL; the *target*
    model on ``full`` + general knowledge, the *retain* model on ``retainXX`` + general
    knowledge, both from the same initialisation;
-5. **cache** (:mod:`.build`): ``~/.cache/constrained_unlearn/minitofu/<key>`` (or
+5. **cache** (`build`): ``~/.cache/constrained_unlearn/minitofu/<key>`` (or
    ``$CONSTRAINED_UNLEARN_CACHE/minitofu/<key>``, or ``cache_dir``), keyed by everything that
    determines the result, written atomically with ``save_pretrained`` (safetensors).
 
@@ -30,7 +30,7 @@ Usage::
     forget = load_tofu("forget10", mt.data_dir)     # the same, through the real-TOFU loader
     model, tok = mt.load_target(), mt.load_tokenizer()   # or from_pretrained(mt.target_path)
 
-Presets (:data:`PRESETS`)
+Presets (`PRESETS`)
     ``"tiny"``: 20 authors × 4 QA, a 27k-parameter model, 2 epochs; builds in seconds, for
     tests; it does **not** memorise. ``"default"``: 100 authors × 10 QA (``full`` 1,000 rows,
     ``forget10`` 100, ``retain90`` 900, ``holdout10`` 100, ``retain_perturbed`` 100), 40 + 40
@@ -81,9 +81,9 @@ from constrained_unlearn.benchmarks.minitofu.generator import (
     generate_minitofu,
     training_rows,
 )
-from constrained_unlearn.benchmarks.minitofu.memorisation import (
+from constrained_unlearn.benchmarks.minitofu.memorization import (
     greedy_answers,
-    memorisation_scores,
+    memorization_scores,
 )
 from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
 from constrained_unlearn.benchmarks.minitofu.tokenizer import train_tokenizer
@@ -108,7 +108,7 @@ __all__ = [
     "generate_minitofu",
     "greedy_answers",
     "make_model",
-    "memorisation_scores",
+    "memorization_scores",
     "train_tokenizer",
     "training_rows",
 ]

@@ -4,7 +4,7 @@ Cache
     ``<root>/<key>/`` where ``root`` is ``cache_dir`` if given, else
     ``$CONSTRAINED_UNLEARN_CACHE/minitofu`` if that variable is set, else
     ``~/.cache/constrained_unlearn/minitofu``. ``key`` is the first 16 hex digits of the SHA-256 of
-    the canonical JSON of everything that determines the result (:func:`cache_key_inputs`):
+    the canonical JSON of everything that determines the result (`cache_key_inputs`):
     generator version, seed, size, tokenizer vocabulary size, model spec, training settings and
     forget split. Changing any of them builds a new entry; nothing else is consulted (the thread
     count can change the last bits of the weights and is deliberately not part of the key).
@@ -56,7 +56,7 @@ from constrained_unlearn.benchmarks.minitofu.generator import (
     retain_config_for,
     training_rows,
 )
-from constrained_unlearn.benchmarks.minitofu.memorisation import memorisation_scores
+from constrained_unlearn.benchmarks.minitofu.memorization import memorization_scores
 from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
 from constrained_unlearn.benchmarks.minitofu.tokenizer import (
     DEFAULT_VOCAB_SIZE,
@@ -120,7 +120,7 @@ class MiniTofu:
         root: the cache entry folder.
         key: its cache key.
         data: ``{TOFU config name: datasets.Dataset}``, loaded from ``data_dir`` with
-            :func:`~constrained_unlearn.benchmarks.tofu.load_tofu` (the real-TOFU code path).
+            [`load_tofu`][constrained_unlearn.benchmarks.load_tofu] (the real-TOFU code path).
         data_dir: folder to pass as ``source`` to ``load_tofu``.
         tokenizer_path, target_path, retain_path: ``from_pretrained`` folders (the model
             folders hold the tokenizer too).
@@ -226,7 +226,7 @@ def _build_entry(
         logs[which] = {"epoch_losses": log.epoch_losses, "steps": log.steps}
         if evaluate:
             t0 = time.perf_counter()
-            scores[which] = {s: memorisation_scores(model, tokenizer, data[s]) for s in eval_sets}
+            scores[which] = {s: memorization_scores(model, tokenizer, data[s]) for s in eval_sets}
             timings[f"{which}_eval_s"] = time.perf_counter() - t0
         with _transformers_bars(progress):
             model.save_pretrained(tmp / which)
@@ -265,9 +265,9 @@ def build_minitofu(
 
     Args:
         seed: determines authors, facts, splits, initialisation and shuffling.
-        size: a preset name from :data:`PRESETS` (``"tiny"`` for tests, ``"default"`` for the
-            demo), a :class:`MiniTofuSize` (default model and training) or a full
-            :class:`Recipe`.
+        size: a preset name from `PRESETS` (``"tiny"`` for tests, ``"default"`` for the
+            demo), a [`MiniTofuSize`][constrained_unlearn.benchmarks.MiniTofuSize] (default model and training) or a full
+            [`Recipe`][constrained_unlearn.benchmarks.Recipe].
         cache_dir: cache root (module docstring); default from ``$CONSTRAINED_UNLEARN_CACHE``
             or ``~/.cache/constrained_unlearn/minitofu``.
         progress: tqdm bars during fine-tuning.
@@ -284,7 +284,7 @@ def build_minitofu(
             two cores ran 6× slower per epoch (12–15 s vs 2.0–2.6 s, measured at load ≈ 4.5).
 
     Returns:
-        A :class:`MiniTofu`.
+        A [`MiniTofu`][constrained_unlearn.benchmarks.MiniTofu].
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")

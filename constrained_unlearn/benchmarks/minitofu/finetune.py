@@ -1,7 +1,7 @@
 """Plain fine-tuning of the mini-TOFU models (not unlearning: no engine, no constraint).
 
 Objective: the mean token NLL of the answers (answer tokens and EOS; prompt and padding carry
-no loss, labels built by :func:`~constrained_unlearn.llm.tokenization.encode_qa`)::
+no loss, labels built by [`encode_qa`][constrained_unlearn.llm.encode_qa])::
 
     L(θ) = −(1/|M|) Σ_{(b,t) ∈ M} log p_θ(y_{b,t+1} | y_{b,≤t}),    M = supervised positions
 
@@ -95,7 +95,7 @@ def make_optimizer(
     model: torch.nn.Module, settings: TrainSettings, total_steps: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (no weight decay on biases and norms) with the warm-up + cosine schedule
-    :func:`lr_factor`, held at its last value past ``total_steps``."""
+    `lr_factor`, held at its last value past ``total_steps``."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -116,7 +116,7 @@ def answer_nll(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token NLL over supervised positions (module docstring), a scalar.
 
     ``batch`` holds ``input_ids``, ``attention_mask`` and ``labels`` ``[B, T]`` from
-    :func:`~constrained_unlearn.llm.collate.pad_collate`.
+    [`pad_collate`][constrained_unlearn.llm.pad_collate].
     """
     hidden = model.model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
@@ -147,12 +147,12 @@ def finetune(
         tokenizer: encodes the pairs (plain ``Question: …\\nAnswer: `` prompt by default).
         settings: hyper-parameters.
         seed: shuffling seed.
-        template: prompt format handed to :class:`~constrained_unlearn.llm.tokenization.QADataset`.
+        template: prompt format handed to [`QADataset`][constrained_unlearn.llm.QADataset].
         progress: show a tqdm bar over optimiser steps.
         desc: the bar's label.
 
     Returns:
-        A :class:`FinetuneLog`; the model is left in eval mode.
+        A `FinetuneLog`; the model is left in eval mode.
     """
     dataset = QADataset(rows, tokenizer, template=template)
     items = [dataset[i] for i in range(len(dataset))]

@@ -1,9 +1,9 @@
 """Fictitious authors, their QA pairs and TOFU's splits, deterministic from ``(seed, size)``.
 
 Authors
-    Author ``i`` has a made-up name and one value for each attribute in :data:`ATTRIBUTES`
+    Author ``i`` has a made-up name and one value for each attribute in `ATTRIBUTES`
     (birthplace, birth year, genre, parents' jobs, prize, two book titles, language,
-    publisher), drawn from :mod:`.wordlists` with ``random.Random(seed)``. Names are unique.
+    publisher), drawn from `wordlists` with ``random.Random(seed)``. Names are unique.
     ``size.n_authors`` authors are trained on; ``n_holdout`` further authors are generated the
     same way and never trained on (TOFU's ``holdout`` sets).
 
@@ -32,8 +32,8 @@ Splits (TOFU names and columns)
     * ``holdout01/05/10``: the first ``k(1) / k(5) / k(10)`` holdout authors (``question``,
       ``answer``), never part of ``full``.
     * ``real_authors(_perturbed)``, ``world_facts(_perturbed)``: general-knowledge QA from
-      :mod:`.general` with ``perturbed_answer`` (3 wrong options of the same category);
-      both fine-tuning sets contain them (:func:`training_rows`).
+      `general` with ``perturbed_answer`` (3 wrong options of the same category);
+      both fine-tuning sets contain them (`training_rows`).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class MiniTofuSize:
     Attributes:
         n_authors: fictitious authors trained on (TOFU: 200). At least 10, so that every split
             is non-empty and the retain splits keep most authors.
-        qa_per_author: QA pairs per author, the first ones of :data:`ATTRIBUTES` (1 … 10).
+        qa_per_author: QA pairs per author, the first ones of `ATTRIBUTES` (1 … 10).
         n_real_authors: rows of ``real_authors`` (≤ 40).
         n_world_facts: rows of ``world_facts`` (≤ 40).
         n_perturbed: wrong answers per fictitious QA pair (TOFU: 5; at least 3).
@@ -211,7 +211,7 @@ SIZE_PRESETS: dict[str, MiniTofuSize] = {
 
 
 def resolve_size(size: str | MiniTofuSize) -> MiniTofuSize:
-    """A preset name or a :class:`MiniTofuSize` → :class:`MiniTofuSize`."""
+    """A preset name or a [`MiniTofuSize`][constrained_unlearn.benchmarks.MiniTofuSize] → [`MiniTofuSize`][constrained_unlearn.benchmarks.MiniTofuSize]."""
     if isinstance(size, MiniTofuSize):
         return size
     if isinstance(size, str) and size in SIZE_PRESETS:
@@ -233,7 +233,7 @@ class Author:
 def _value_pools() -> dict[str, tuple[str, ...]]:
     prizes = tuple(
         f"the {c} {o} {k}"
-        for c in wordlists.PRIZE_COLOURS
+        for c in wordlists.PRIZE_COLORS
         for o in wordlists.PRIZE_OBJECTS
         for k in wordlists.PRIZE_KINDS
     )

@@ -4,7 +4,7 @@ A ``LlamaForCausalLM`` trained from scratch: RMSNorm, rotary positions, SwiGLU M
 attention (no grouped KV; PyTorch's fused ``scaled_dot_product_attention``, asked for by name
 so that the choice does not depend on the installed ``transformers``' default), input and
 output embeddings tied. With the default
-:class:`ModelSpec` and a 1,536-token vocabulary it has 721,536 parameters: big enough to
+[`ModelSpec`][constrained_unlearn.benchmarks.ModelSpec] and a 1,536-token vocabulary it has 721,536 parameters: big enough to
 memorise a thousand short facts, small enough to train in a couple of minutes on one CPU core.
 """
 

@@ -52,7 +52,7 @@ def train_tokenizer(
     Returns:
         A ``PreTrainedTokenizerFast`` with ``bos_token="<bos>"`` (added in front of every
         encoded text unless ``add_special_tokens=False``), ``eos_token="<eos>"`` (never added
-        automatically; :func:`~constrained_unlearn.llm.tokenization.encode_qa` appends it to
+        automatically; [`encode_qa`][constrained_unlearn.llm.encode_qa] appends it to
         answers) and ``pad_token="<pad>"``.
     """
     if vocab_size <= 256 + len(SPECIAL_TOKENS):

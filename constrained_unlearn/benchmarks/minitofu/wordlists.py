@@ -2,7 +2,7 @@
 
 Every person, city, prize and publisher here is invented for this library; genres, jobs and
 languages are ordinary words. Changing any list changes every generated data set, so a change
-here must bump :data:`constrained_unlearn.benchmarks.minitofu.generator.GENERATOR_VERSION`
+here must bump `constrained_unlearn.benchmarks.minitofu.generator.GENERATOR_VERSION`
 (the cache key then changes too).
 """
 
@@ -55,7 +55,7 @@ LANGUAGES: tuple[str, ...] = (
 )  # fmt: skip
 
 # Prizes: "the <colour> <object> <kind>", 8 × 8 × 3 = 192 names.
-PRIZE_COLOURS: tuple[str, ...] = (
+PRIZE_COLORS: tuple[str, ...] = (
     "Silver", "Golden", "Crimson", "Azure", "Ivory", "Emerald", "Amber", "Violet",
 )  # fmt: skip
 PRIZE_OBJECTS: tuple[str, ...] = (

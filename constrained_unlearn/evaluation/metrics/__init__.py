@@ -44,8 +44,8 @@ from constrained_unlearn.evaluation.metrics.muse import (
 )
 from constrained_unlearn.evaluation.metrics.privacy import relative_difference, tofu_privleak
 from constrained_unlearn.evaluation.metrics.probability import (
-    normalised_probability,
-    option_normalised_probability,
+    normalized_probability,
+    option_normalized_probability,
 )
 from constrained_unlearn.evaluation.metrics.rouge import (
     RougeScores,
@@ -92,8 +92,8 @@ __all__ = [
     "min_k_scores",
     "model_utility",
     "muse_privleak",
-    "normalised_probability",
-    "option_normalised_probability",
+    "normalized_probability",
+    "option_normalized_probability",
     "parse_convention",
     "reference_scores",
     "relative_difference",

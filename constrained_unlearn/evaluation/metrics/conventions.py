@@ -33,7 +33,7 @@ class Convention(str, Enum):
 
 @dataclass(frozen=True)
 class ConventionSettings:
-    """Settings implied by a :class:`Convention`; record ``to_dict()`` in every report.
+    """Settings implied by a [`Convention`][constrained_unlearn.evaluation.metrics.Convention]; record ``to_dict()`` in every report.
 
     Attributes:
         convention: the convention's string value.
@@ -61,7 +61,7 @@ class ConventionSettings:
     max_questions: int | None
     generation_length_includes_prompt: bool
     mia_max_tokens: int | None
-    auc_memorised_high: bool
+    auc_memorized_high: bool
     score_scale: float
     tokenization: str = "joint"
 
@@ -79,7 +79,7 @@ _SETTINGS: dict[Convention, ConventionSettings] = {
         max_questions=None,
         generation_length_includes_prompt=False,
         mia_max_tokens=2048,
-        auc_memorised_high=True,
+        auc_memorized_high=True,
         score_scale=1.0,
     ),
     Convention.TOFU_ORIGINAL: ConventionSettings(
@@ -90,7 +90,7 @@ _SETTINGS: dict[Convention, ConventionSettings] = {
         max_questions=300,
         generation_length_includes_prompt=True,
         mia_max_tokens=None,
-        auc_memorised_high=True,
+        auc_memorized_high=True,
         score_scale=1.0,
     ),
     Convention.MUSE_ORIGINAL: ConventionSettings(
@@ -101,7 +101,7 @@ _SETTINGS: dict[Convention, ConventionSettings] = {
         max_questions=None,
         generation_length_includes_prompt=False,
         mia_max_tokens=None,
-        auc_memorised_high=False,
+        auc_memorized_high=False,
         score_scale=100.0,
     ),
 }
@@ -125,5 +125,5 @@ def parse_convention(convention: Convention | str) -> Convention:
 
 
 def convention_settings(convention: Convention | str) -> ConventionSettings:
-    """The settings a convention implies (see :class:`ConventionSettings`)."""
+    """The settings a convention implies (see [`ConventionSettings`][constrained_unlearn.evaluation.metrics.ConventionSettings])."""
     return _SETTINGS[parse_convention(convention)]

@@ -35,7 +35,7 @@ def separation_floor(n: int, m: int) -> float:
     """``2 / C(n+m, n)``: the exact KS p-value of complete separation of samples of sizes n, m.
 
     Exact integer binomial, then one correctly rounded division; returns 0.0 where the value is
-    below the smallest float64 (n = m ≳ 540). See :func:`separation_floor_log10` for those.
+    below the smallest float64 (n = m ≳ 540). See [`separation_floor_log10`][constrained_unlearn.evaluation.metrics.separation_floor_log10] for those.
     """
     _check_sizes(n, m)
     return 2 / math.comb(n + m, n)
@@ -55,7 +55,7 @@ def _check_sizes(n: int, m: int) -> None:
 
 @dataclass(frozen=True)
 class ForgetQuality:
-    """Result of :func:`forget_quality`.
+    """Result of `forget_quality`.
 
     Attributes:
         pvalue: the KS p-value (the FQ number).
@@ -96,7 +96,7 @@ def forget_quality(
             evaluation log). Required: there is no default to fall back to.
 
     Returns:
-        :class:`ForgetQuality`.
+        [`ForgetQuality`][constrained_unlearn.evaluation.metrics.ForgetQuality].
 
     Raises:
         ValueError: if ``retain_ratios`` is missing or empty, or any ratio is non-finite.

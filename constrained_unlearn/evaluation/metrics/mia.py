@@ -269,7 +269,7 @@ def mia_auc(
     forget_scores: Sequence[float] | np.ndarray, holdout_scores: Sequence[float] | np.ndarray
 ) -> float:
     """ROC AUC with forget = label 0, holdout = label 1 (higher score = less likely a member):
-    :func:`roc_auc` of the pooled scores.
+    [`roc_auc`][constrained_unlearn.evaluation.metrics.roc_auc] of the pooled scores.
 
     Raises:
         ValueError: if either side is empty or holds a non-finite score.

@@ -20,7 +20,7 @@ from scipy.special import logsumexp
 from constrained_unlearn.evaluation.metrics._validation import finite_1d, same_length
 
 
-def normalised_probability(mean_nll: Sequence[float] | np.ndarray) -> np.ndarray:
+def normalized_probability(mean_nll: Sequence[float] | np.ndarray) -> np.ndarray:
     """``P_norm = exp(−ℓ̄)`` per example.
 
     Args:
@@ -32,7 +32,7 @@ def normalised_probability(mean_nll: Sequence[float] | np.ndarray) -> np.ndarray
     return np.exp(-finite_1d(mean_nll, "mean_nll"))
 
 
-def option_normalised_probability(
+def option_normalized_probability(
     correct_nll: Sequence[float] | np.ndarray,
     wrong_nll: Sequence[Sequence[float] | np.ndarray],
 ) -> np.ndarray:

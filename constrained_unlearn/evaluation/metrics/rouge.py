@@ -112,7 +112,7 @@ def rouge_scores(
             original MUSE).
 
     Returns:
-        N :class:`RougeScores`; see the module docstring for empty inputs.
+        N [`RougeScores`][constrained_unlearn.evaluation.metrics.RougeScores]; see the module docstring for empty inputs.
     """
     same_length(generations, references, "generations", "references")
     scorer = _scorer(use_stemmer)

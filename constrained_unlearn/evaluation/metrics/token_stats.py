@@ -56,7 +56,7 @@ class TokenStats:
         )
 
     def mean_nll(self) -> np.ndarray:
-        """``ℓ̄_b = −(1/T_b) Σ_t log p(y_t)`` per example, ``[B]`` float64 (see :func:`mean_nll`)."""
+        """``ℓ̄_b = −(1/T_b) Σ_t log p(y_t)`` per example, ``[B]`` float64 (see [`mean_nll`][constrained_unlearn.evaluation.metrics.mean_nll])."""
         return mean_nll(self.log_probs)
 
 
@@ -94,7 +94,7 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Te
             comparing ids with the pad id.
 
     Returns:
-        :class:`TokenStats`, computed in float32 without gradients and moved to the CPU.
+        [`TokenStats`][constrained_unlearn.evaluation.metrics.TokenStats], computed in float32 without gradients and moved to the CPU.
     """
     if logits.dim() != 3:
         raise ValueError(f"logits must be [B, T, V]; got shape {tuple(logits.shape)}")
@@ -117,8 +117,8 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Te
         mu = p_log_p.sum(-1)  # [N]
         # σ² = E[(log p − μ)²], centred: E[log² p] − μ² cancels catastrophically in float32
         # near uniform outputs (μ² ≈ 36 against σ² ≈ 0.01)
-        centred = torch.where(p > 0, log_p - mu.unsqueeze(-1), 0.0)
-        variance = (p * centred.square()).sum(-1)
+        centered = torch.where(p > 0, log_p - mu.unsqueeze(-1), 0.0)
+        variance = (p * centered.square()).sum(-1)
         sigma = variance.clamp_min(SIGMA_SQUARED_MIN).sqrt()
         target_lp = log_p.gather(-1, picked_targets.unsqueeze(-1)).squeeze(-1)
         correct = picked.argmax(-1) == picked_targets

@@ -81,7 +81,7 @@ def aggregate_truth_ratio(
     """Split score from raw ratios (``closer_to_1_better``, ``true_better`` or ``prob_mean``).
 
     Args:
-        ratios: ``[N]`` raw truth ratios from :func:`truth_ratios`.
+        ratios: ``[N]`` raw truth ratios from [`truth_ratios`][constrained_unlearn.evaluation.metrics.truth_ratios].
         aggregator: see the module docstring.
         epsilon: guard in ``1/(R + ε)`` for ``closer_to_1_better`` (open-unlearning: 1e-10).
 

@@ -2,7 +2,7 @@
 
     MU = K / Σ_{k=1}^{K} (1 / m_k),   K = 9,   m_k ≥ 0;   MU = 0 if any m_k = 0
 
-The nine components (open-unlearning names, :data:`MODEL_UTILITY_COMPONENTS`): probability,
+The nine components (open-unlearning names, `MODEL_UTILITY_COMPONENTS`): probability,
 ROUGE-L recall and ``true_better`` truth ratio on the retain set, the real-authors set and the
 world-facts set (P_norm on retain, option-normalised P_opt on the other two).
 """
@@ -50,7 +50,7 @@ def model_utility(components: Mapping[str, float]) -> float:
     """Harmonic mean of the nine TOFU utility components, keyed by their OU names.
 
     Args:
-        components: exactly the keys of :data:`MODEL_UTILITY_COMPONENTS`.
+        components: exactly the keys of `MODEL_UTILITY_COMPONENTS`.
 
     Raises:
         ValueError: naming missing or unexpected keys, or the first invalid value.

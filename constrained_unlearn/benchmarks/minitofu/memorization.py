@@ -64,7 +64,7 @@ def greedy_answers(
     return [s.strip() for s in out]
 
 
-def memorisation_scores(
+def memorization_scores(
     model: Any,
     tokenizer: Any,
     rows: Sequence[Mapping[str, Any]],
