@@ -59,8 +59,11 @@ def sweep(
     out: Path,
     cache_dir: str | None = None,
     tracking_uri: str | None = None,
+    on_record: Any = None,
 ) -> list[dict[str, Any]]:
-    """One run per (seed, ε); returns the records (see :func:`runner.run_trial`)."""
+    """One run per (seed, ε); returns the records (see :func:`runner.run_trial`).
+    ``on_record(records)`` is called after every run (the script writes its files there, so
+    an interrupted sweep keeps what finished)."""
     uri = tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
     records = []
     for seed in seeds:
@@ -79,6 +82,8 @@ def sweep(
                 experiment="efficacy-eps-sweep",
             )
             records.append(record)
+            if on_record is not None:
+                on_record(records)
             print(
                 f"[ε={eps:g} b{seed}] FQ={record['forget_quality']:.3g} "
                 f"MU/target={record['utility_ratio']:.3f} λ_end={record['lambda_end']:.3g} "
@@ -171,6 +176,29 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         parser.error("--solver penalty has no ε to sweep; pick a primal-dual solver (gda …)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/eps_sweep.py " + " ".join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    meta = {
+        "machine": _machine(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git_commit(),
+        "command": command,
+        "arm": arm.label,
+        "fixed": base,
+    }
+
+    def write(records: list[dict[str, Any]]) -> None:
+        (out / "sweep.json").write_text(
+            json.dumps(_json_safe({"meta": meta, "runs": records}), indent=2) + "\n"
+        )
+        keys = [k for k in records[0] if k != "params"]
+        with open(out / "sweep.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(records)
+        plot(records, out / "eps_sweep.png", f"{arm.label} on mini-TOFU {args.size}: ε sweep")
+
     records = sweep(
         arm,
         args.eps,
@@ -180,25 +208,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         out=out,
         cache_dir=args.cache_dir,
         tracking_uri=args.tracking_uri,
+        on_record=write,
     )
-    meta = {
-        "machine": _machine(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
-        "command": "python benchmarks/eps_sweep.py "
-        + " ".join(sys.argv[1:] if argv is None else list(argv)),
-        "arm": arm.label,
-        "fixed": base,
-    }
-    (out / "sweep.json").write_text(
-        json.dumps(_json_safe({"meta": meta, "runs": records}), indent=2) + "\n"
-    )
-    keys = [k for k in records[0] if k != "params"]
-    with open(out / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
-    plot(records, out / "eps_sweep.png", f"{arm.label} on mini-TOFU {args.size}: ε sweep")
     return records
 
 

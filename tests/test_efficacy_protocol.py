@@ -147,6 +147,17 @@ def test_search_space_of_constrained_arms():
         spaces.search_space(spaces.Arm("pdu", "gda"), "tofu-full")
 
 
+@pytest.mark.parametrize("benchmark", ["minitofu", "minimuse"])
+def test_every_arm_has_a_space_whose_reference_lies_inside(benchmark):
+    for arm in spaces.arms_from_registry():
+        space = spaces.search_space(arm, benchmark)
+        assert {"training.lr", "training.epochs"} <= {p.key for p in space}
+        for p in space:
+            assert p.low <= p.reference <= p.high, (arm, p)
+            assert p.low < p.high, (arm, p)
+            assert not p.log or p.low > 0, (arm, p)
+
+
 def test_reference_setting_is_the_centre():
     ref = spaces.reference_setting(spaces.search_space(spaces.Arm("pdu", "gda"), "minitofu"))
     assert ref == {
@@ -289,6 +300,7 @@ def test_protocol_refuses_tuning_seed_among_eval_seeds():
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.timeout(900)  # about a minute on a quiet 2-core machine
 def test_quick_protocol_runs_end_to_end(tmp_path):
     """Tiny presets: PDU (gda) and GradDiff (fixed and constrained), 2 trials, 2 eval seeds."""
     summary = protocol.main(
@@ -325,3 +337,29 @@ def test_unknown_field_types_are_not_tuned():
     assert "retain_loss" in fields
     keys = _keys(spaces.Arm("grad-diff", "penalty"))
     assert not any("retain_loss" in k for k in keys)
+
+
+@pytest.mark.timeout(900)
+def test_quick_protocol_on_minimuse(tmp_path):
+    """The mini-MUSE path (corpus unlearning, MUSE's evaluator, PrivLeak selection) runs."""
+    summary = protocol.main(
+        [
+            "--quick",
+            "--benchmark",
+            "minimuse",
+            "--methods",
+            "pdu",
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    (arm,) = summary["arms"]
+    assert arm["arm"] == "pdu (gda)" and arm["trials"] == 1
+    for key in ("forget_verbmem", "forget_knowmem", "retain_knowmem", "utility_ratio"):
+        assert arm["metrics"][key]["n"] == 2, key
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "VerbMem forget" in table and "pdu (gda)" in table

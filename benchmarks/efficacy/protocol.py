@@ -112,23 +112,54 @@ def tune_arm(
 
     def objective(trial: Any) -> float:
         params = {p.key: _suggest(trial, p) for p in space}
-        record = run_trial(
-            bench,
-            arm,
-            params,
-            unlearn_seed=bench.seed,
-            output_dir=out / "runs",
-            tracking_uri=tracking_uri,
-            phase="tune",
-            trial=trial.number,
-        )
-        record["score"] = tuning_score(record, bench.name)
+        try:
+            record = run_trial(
+                bench,
+                arm,
+                params,
+                unlearn_seed=bench.seed,
+                output_dir=out / "runs",
+                tracking_uri=tracking_uri,
+                phase="tune",
+                trial=trial.number,
+            )
+            record["score"] = tuning_score(record, bench.name)
+        except (RuntimeError, ValueError, FloatingPointError) as err:
+            # a setting that breaks the run (NaN loss, a refused option) is a failed trial of
+            # this arm, recorded and scored below every run that finished, not a crash
+            record = _failed_record(arm, bench, params, trial.number, err)
         records.append(record)
         _progress(record, bench.name)
         return record["score"]
 
     study.optimize(objective, n_trials=trials)
     return records
+
+
+def _failed_record(
+    arm: Arm, bench: Benchmark, params: dict[str, Any], trial: int, err: BaseException
+) -> dict[str, Any]:
+    nan = math.nan
+    return {
+        "arm": arm.label,
+        "slug": arm.slug,
+        "method": arm.method,
+        "solver": arm.solver,
+        "constrained": arm.constrained,
+        "phase": "tune",
+        "trial": trial,
+        "build_seed": bench.seed,
+        "unlearn_seed": bench.seed,
+        "params": dict(params),
+        "utility_ratio": nan,
+        "final_retain_loss": nan,
+        "epsilon": nan,
+        "retain_over_epsilon": nan,
+        "lambda_end": nan,
+        "seconds": nan,
+        "error": f"{type(err).__name__}: {err}",
+        "score": -3.0,
+    }
 
 
 def evaluate_arm(
@@ -344,6 +375,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--benchmark", default="minitofu", choices=["minitofu", "minimuse"])
     parser.add_argument("--size", default="default", help="build preset (tiny, default)")
     parser.add_argument("--trials", type=int, default=3, help="tuning trials per arm (≥ 1)")
+    # (--quick caps it at 2)
     parser.add_argument("--tune-seed", type=int, default=0)
     parser.add_argument(
         "--eval-seeds", type=int, nargs="+", default=[1, 2, 3], help="evaluation build seeds"
@@ -380,7 +412,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.size = "tiny"
-        args.trials = 2
+        args.trials = min(args.trials, 2)
         args.eval_seeds = [1, 2]
         args.methods = args.methods or ["pdu", "grad-diff"]
         args.solvers = args.solvers or ["gda"]
@@ -426,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         unknown = sorted(set(args.arms) - {a.slug for a in arms})
         if unknown:
             raise SystemExit(f"--arms {unknown} unknown; the arms are {[a.slug for a in arms]}")
-        arms = [a for a in arms if a.slug in args.arms]
+        by_slug = {a.slug: a for a in arms}
+        arms = [by_slug[slug] for slug in dict.fromkeys(args.arms)]  # in the order given
     (out / "tune").mkdir(parents=True, exist_ok=True)
     tune_bench: Benchmark | None = None
     eval_benches: list[Benchmark] | None = None
