@@ -50,6 +50,7 @@ from spaces import (  # noqa: E402
     SELECTION_RULES,
     Arm,
     Param,
+    admissible,
     arms_from_registry,
     reference_setting,
     search_space,
@@ -266,7 +267,9 @@ def aggregate(out: Path, benchmark: str, meta: dict[str, Any] | None = None) -> 
         )
     summary = {"meta": {**(meta or {}), "benchmark": benchmark}, "arms": rows}
     (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-    _write_csv(out / "trials.csv", [t for a in arms for t in a["trials"]])
+    tuned = [json.loads(p.read_text()) for p in sorted((out / "tune").glob("*.json"))]
+    _write_csv(out / "trials.csv", [t for a in tuned for t in a["trials"]])
+    (out / "tuning.md").write_text(format_tuning(tuned, benchmark) + "\n")
     _write_csv(out / "eval.csv", [e for a in arms for e in a["eval"]])
     (out / "table.md").write_text(format_table(rows, benchmark) + "\n")
     if rows:
@@ -297,6 +300,33 @@ def _cell(stat: dict[str, Any], fmt: str = ".3g") -> str:
     if math.isnan(med):
         return "—"
     return f"{med:{fmt}} [{_num(stat['lo']):{fmt}}, {_num(stat['hi']):{fmt}}]"
+
+
+def format_tuning(tuned: list[dict[str, Any]], benchmark: str) -> str:
+    """Every tuning trial of every arm: setting, headline numbers, admissible, selected."""
+    first = METRICS[benchmark][:2]
+    head = ["arm", "trial", "setting", *first, "final L_r / ε", "λ end", "s", "admissible"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in tuned:
+        for t in a["trials"]:
+            setting = ", ".join(
+                f"{k.split('.')[-1]}={_num(v):.3g}" for k, v in t.get("params", {}).items()
+            )
+            ok = admissible(t, benchmark)
+            mark = " **(selected)**" if t["trial"] == a["selected"]["trial"] else ""
+            ratio = _num(t.get("retain_over_epsilon"))
+            cells = [
+                a["arm"],
+                str(t["trial"]),
+                setting,
+                *(f"{_num(t.get(k)):.3g}" for k in first),
+                f"{ratio:.3f}" if t.get("constrained") else f"— ({ratio:.3g})",
+                f"{_num(t.get('lambda_end')):.3g}",
+                f"{_num(t.get('seconds')):.0f}",
+                ("yes" if ok else "no") + mark,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict[str, Any]], benchmark: str) -> str:
