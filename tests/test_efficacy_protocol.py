@@ -300,7 +300,7 @@ def test_protocol_refuses_tuning_seed_among_eval_seeds():
 # ----------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.timeout(900)  # about a minute on a quiet 2-core machine
+@pytest.mark.timeout(900)  # 36 min here at load 15 on 2 cores (no quiet timing yet)
 def test_quick_protocol_runs_end_to_end(tmp_path):
     """Tiny presets: PDU (gda) and GradDiff (fixed and constrained), 2 trials, 2 eval seeds."""
     summary = protocol.main(
