@@ -235,6 +235,7 @@ def _fake_arm(tmp: Path, slug: str, label: str, constrained: bool, fqs, us):
         {
             "arm": label,
             "build_seed": s,
+            "unlearn_seed": s,
             "phase": "eval",
             "params": {"training.lr": 1e-3},
             "forget_quality": fq,
@@ -275,6 +276,7 @@ def test_aggregate_writes_table_csv_summary_and_plot(tmp_path):
     assert (tmp_path / "pareto.png").stat().st_size > 1000
     assert len((tmp_path / "eval.csv").read_text().splitlines()) == 7  # header + 6 runs
     assert json.loads((tmp_path / "summary.json").read_text())["meta"]["commit"] == "abc"
+    assert arms["npo"]["unlearn_seeds"] == [1, 2, 3]
 
 
 def test_eps_sweep_plot_from_records(tmp_path):

@@ -260,7 +260,7 @@ def aggregate(out: Path, benchmark: str, meta: dict[str, Any] | None = None) -> 
                 "admissible": a["admissible"],
                 "trials": len(a["trials"]),
                 "eval_seeds": [r["build_seed"] for r in evals],
-                "unlearn_seeds": [r["unlearn_seed"] for r in evals],
+                "unlearn_seeds": [r.get("unlearn_seed") for r in evals],
                 "metrics": metrics,
                 "per_seed": {m: [_num(r.get(m)) for r in evals] for m in METRICS[benchmark]},
             }
