@@ -259,24 +259,29 @@ def reference_setting(space: Sequence[Param]) -> dict[str, float]:
     return {p.key: (int(p.reference) if p.integer else p.reference) for p in space}
 
 
+def _f(value: Any) -> float:
+    """A float from a record value; ``None`` (a NaN after a JSON round trip) → NaN."""
+    return math.nan if value is None else float(value)
+
+
 def admissible(record: Mapping[str, Any], benchmark: str) -> bool:
     """Whether a trial passes the selection rule's bars (utility ≥ 0.9 × target; for
     constrained arms, final retain loss ≤ ε). A NaN utility ratio fails."""
-    ratio = float(record.get("utility_ratio", math.nan))
+    ratio = _f(record.get("utility_ratio", math.nan))
     if not ratio >= UTILITY_FRACTION:
         return False
     if record.get("constrained"):
-        return float(record["final_retain_loss"]) <= float(record["epsilon"])
+        return _f(record["final_retain_loss"]) <= _f(record["epsilon"])
     return True
 
 
 def _goal_key(record: Mapping[str, Any], benchmark: str) -> tuple[float, float]:
     """Larger is better: (primary, tie-break)."""
     if benchmark == "minitofu":
-        fq = float(record.get("forget_quality", math.nan))
-        return (fq if fq == fq else -math.inf, float(record.get("utility_ratio", -math.inf)))
-    leak = float(record.get("privleak", math.nan))
-    verb = float(record.get("forget_verbmem", math.nan))
+        fq = _f(record.get("forget_quality", math.nan))
+        return (fq if fq == fq else -math.inf, _f(record.get("utility_ratio", -math.inf)))
+    leak = _f(record.get("privleak", math.nan))
+    verb = _f(record.get("forget_verbmem", math.nan))
     return (-abs(leak) if leak == leak else -math.inf, -verb if verb == verb else -math.inf)
 
 
@@ -293,7 +298,7 @@ def select(records: Sequence[Mapping[str, Any]], benchmark: str) -> tuple[int, b
         return max(ok, key=lambda i: _goal_key(records[i], benchmark)), True
 
     def ratio(i: int) -> float:
-        value = float(records[i].get("utility_ratio", math.nan))
+        value = _f(records[i].get("utility_ratio", math.nan))
         return value if value == value else -math.inf
 
     return max(range(len(records)), key=ratio), False
@@ -310,14 +315,14 @@ def tuning_score(record: Mapping[str, Any], benchmark: str) -> float:
     """
     if admissible(record, benchmark):
         if benchmark == "minitofu":
-            fq = float(record.get("forget_quality", 0.0))
+            fq = _f(record.get("forget_quality", 0.0))
             return 31.0 + math.log10(max(fq if fq == fq else 0.0, 1e-30))
-        leak = float(record.get("privleak", math.nan))
+        leak = _f(record.get("privleak", math.nan))
         return 101.0 - min(abs(leak), 100.0) if leak == leak else 1.0
-    ratio = float(record.get("utility_ratio", math.nan))
+    ratio = _f(record.get("utility_ratio", math.nan))
     u = min(ratio / UTILITY_FRACTION, 1.0) if ratio == ratio else 0.0
     feasible = 1.0
     if record.get("constrained"):
-        loss = float(record["final_retain_loss"])
-        feasible = min(float(record["epsilon"]) / loss, 1.0) if loss > 0 else 1.0
+        loss = _f(record["final_retain_loss"])
+        feasible = min(_f(record["epsilon"]) / loss, 1.0) if loss > 0 else 1.0
     return max(u, 0.0) + feasible - 2.0
