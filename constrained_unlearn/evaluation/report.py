@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ def report_paths(output_dir: str | os.PathLike[str], name: str) -> tuple[Path, P
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # a name of this process's own: two processes writing the same report never share it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(to_jsonable(payload), fh, indent=2, sort_keys=True, ensure_ascii=False)
         fh.write("\n")

@@ -34,6 +34,6 @@ class Penalty(Solver):
         return False
 
     def step(self, ctx: Primitives, micro: MicroBatches) -> StepResult:
-        """θ_{t+1} = θ_t − α ∇_θ [L_f + λ₀ (c − ε)](θ_t);  λ_{t+1} = λ₀."""
+        """θ_{t+1} = θ_t − α ∇_θ (L_f + λ₀ (c − ε)) at θ_t;  λ_{t+1} = λ₀."""
         seen = ctx.observe(micro, backward=True)
         return StepResult(seen, ctx.primal_step())
