@@ -547,7 +547,25 @@ CATALOGUE: list[BadInput] = [
         r"penalty must be > 0 \(c = 0 makes the inequality term NaN\)",
         "Use a positive penalty c (its default dual step size is c).",
     ),
+    BadInput(
+        "solver",
+        "no dual step for a solver whose λ moves",
+        _solver("gda", dual_lr=None),
+        ValueError,
+        r"dual_lr must be a finite number ≥ 0 for solver 'gda', got None",
+        "Give dual_lr a number (the dual step η); only the augmented Lagrangian defaults it (η = c).",
+    ),
     # -- engine ----------------------------------------------------------------------------
+    BadInput(
+        "engine",
+        "a boolean where a number is expected (`epochs=True`)",
+        lambda tmp: __import__(
+            "constrained_unlearn.engine", fromlist=["EngineConfig"]
+        ).EngineConfig(epochs=True),
+        ValueError,
+        r"epochs must be a number, got the boolean True",
+        "Write the number (epochs=1); booleans are never read as 0 or 1.",
+    ),
     BadInput(
         "engine",
         "an empty forget set",

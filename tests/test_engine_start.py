@@ -118,7 +118,7 @@ def test_the_end_of_fit_reports_feasibility_and_warns_with_the_factor():
     assert history.feasibility == engine.feasibility
     messages = [str(w.message) for w in caught if w.category is ConstraintInfeasibleWarning]
     assert messages == [
-        next(m for m in messages if f"({report.factor:.3g} × the bound, tolerance 0)" in m)
+        next(m for m in messages if f"({report.factor:.4g} × the bound, tolerance 0.001)" in m)
     ]
 
 

@@ -37,7 +37,7 @@ def test_bad_tolerance_and_missing_value():
 
 def test_warning_names_the_factor():
     reports = check_feasibility({"retain": 1.96}, {"retain": 0.03})
-    with pytest.warns(ConstraintInfeasibleWarning, match=r"65\.3 × the bound"):
+    with pytest.warns(ConstraintInfeasibleWarning, match=r"65\.33 × the bound"):
         warn_if_infeasible(reports)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

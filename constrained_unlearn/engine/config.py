@@ -89,7 +89,7 @@ class EngineConfig:
     resume: bool | str | os.PathLike[str] = False
     calibration_batches: int | None = None
     resume_overrides: tuple[str, ...] = ()
-    feasibility_tolerance: float = 0.0
+    feasibility_tolerance: float = 1e-3
 
     def __post_init__(self) -> None:
         for name in _NUMERIC_FIELDS:  # bool is an int subclass: `epochs=True` must not mean 1

@@ -77,7 +77,7 @@ def warn_if_infeasible(reports: Mapping[str, FeasibilityReport], *, stacklevel: 
         if not report.satisfied:
             warnings.warn(
                 f"the run ended outside constraint {report.name!r}: final value "
-                f"{report.value:.4g} > bound {report.bound:.4g} ({report.factor:.3g} × the bound, "
+                f"{report.value:.6g} > bound {report.bound:.6g} ({report.factor:.4g} × the bound, "
                 f"tolerance {report.tolerance:g}). The result does not keep what it should keep: "
                 "raise the bound, lower the learning rate, raise the dual step or train longer.",
                 ConstraintInfeasibleWarning,
