@@ -20,7 +20,8 @@ from typing import ClassVar
 
 import cooper
 
-from constrained_unlearn.solvers.base import MicroBatches, Primitives, Solver, StepResult
+from constrained_unlearn.solvers.base import Solver
+from constrained_unlearn.solvers.gda import AlternatingGDA
 
 __all__ = ["AugmentedLagrangian"]
 
@@ -60,11 +61,7 @@ class AugmentedLagrangian(Solver):
     def penalty_init(self) -> float | None:
         return float(self.penalty)
 
-    def step(self, ctx: Primitives, micro: MicroBatches) -> StepResult:
-        """θ_{t+1} = θ_t − α ∇_θ L_c(θ_t, λ_t);  λ_{t+1} = max(0, λ_t + η g(θ_{t+1}))."""
-        seen = ctx.observe(micro, backward=True)  # ∇_θ L_c(θ_t, λ_t), g(θ_t) (logged)
-        grad_norm = ctx.primal_step()  # θ_{t+1}
-        if ctx.dual_moves:  # the extra forward only when λ moves in this step
-            after = ctx.observe(micro, backward=False)  # g(θ_{t+1})
-            ctx.dual_step(after.values)  # λ_{t+1}
-        return StepResult(seen, grad_norm)
+    # The schedule is alternating GDA's — θ_{t+1} = θ_t − α ∇_θ L_c(θ_t, λ_t), then
+    # λ_{t+1} = max(0, λ_t + η g(θ_{t+1})) — on the augmented Lagrangian L_c, which the
+    # formulation above puts into ctx.observe's backward.
+    step = AlternatingGDA.step

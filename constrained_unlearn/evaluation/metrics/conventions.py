@@ -44,7 +44,7 @@ class ConventionSettings:
         max_questions: evaluate only the first N rows of a split (``None``: all rows).
         generation_length_includes_prompt: the 200-token generation budget counts the prompt.
         mia_max_tokens: truncate MIA texts to this many tokens (``None``: whole text).
-        auc_memorised_high: AUC orientation; True: → 1 when the forget set is memorised (OU),
+        auc_memorized_high: AUC orientation; True: → 1 when the forget set is memorised (OU),
             False: → 0 (original MUSE, i.e. 1 − AUC_OU).
         score_scale: multiply [0, 1] metrics by this in reports (100 for original MUSE).
         tokenization: how a teacher-forced (prompt, answer) pair is tokenised: ``"joint"``
