@@ -461,5 +461,5 @@ def compare_runs(
     md_path = out / "comparison.md"
     md_path.write_text("\n".join(lines))
     result.files["markdown"] = md_path
-    logger.info("%s", result.describe())
+    logger.debug("%s", result.describe())  # the CLI prints it
     return result
