@@ -6,31 +6,73 @@
   and retain model), cached on disk; its data loads through [`load_tofu`][constrained_unlearn.benchmarks.load_tofu].
 """
 
-from constrained_unlearn.benchmarks.minimuse import MiniMuse, build_minimuse
-from constrained_unlearn.benchmarks.minitofu import (
-    PRESETS,
-    MiniTofu,
-    MiniTofuSize,
-    ModelSpec,
-    Recipe,
-    TrainSettings,
-    build_minitofu,
-    generate_minitofu,
-)
-from constrained_unlearn.benchmarks.muse import (
-    MUSE_BOOKS,
-    MUSE_COLUMNS,
-    MUSE_NEWS,
-    MUSE_SPLITS,
-    load_muse,
-)
-from constrained_unlearn.benchmarks.tofu import (
-    TOFU_CONFIGS,
-    TOFU_HUB_ID,
-    forget_retain_pair,
-    load_tofu,
-    tofu_columns,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # names load on first use: `benchmarks.tofu` must not pull in the builders
+    from constrained_unlearn.benchmarks.minimuse import MiniMuse, build_minimuse
+    from constrained_unlearn.benchmarks.minitofu import (
+        PRESETS,
+        MiniTofu,
+        MiniTofuSize,
+        ModelSpec,
+        Recipe,
+        TrainSettings,
+        build_minitofu,
+        generate_minitofu,
+    )
+    from constrained_unlearn.benchmarks.muse import (
+        MUSE_BOOKS,
+        MUSE_COLUMNS,
+        MUSE_NEWS,
+        MUSE_SPLITS,
+        load_muse,
+    )
+    from constrained_unlearn.benchmarks.tofu import (
+        TOFU_CONFIGS,
+        TOFU_HUB_ID,
+        forget_retain_pair,
+        load_tofu,
+        tofu_columns,
+    )
+
+_SUBMODULE = {
+    **dict.fromkeys(("MiniMuse", "build_minimuse"), "minimuse"),
+    **dict.fromkeys(
+        (
+            "PRESETS",
+            "MiniTofu",
+            "MiniTofuSize",
+            "ModelSpec",
+            "Recipe",
+            "TrainSettings",
+            "build_minitofu",
+            "generate_minitofu",
+        ),
+        "minitofu",
+    ),
+    **dict.fromkeys(
+        ("MUSE_BOOKS", "MUSE_COLUMNS", "MUSE_NEWS", "MUSE_SPLITS", "load_muse"), "muse"
+    ),
+    **dict.fromkeys(
+        ("TOFU_CONFIGS", "TOFU_HUB_ID", "forget_retain_pair", "load_tofu", "tofu_columns"), "tofu"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SUBMODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SUBMODULE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "MUSE_BOOKS",

@@ -166,12 +166,15 @@ def _offline_flag() -> bool:
 def _load_hub(
     source: str, config: str, split: str, benchmark: str, load_kwargs: Mapping[str, Any]
 ) -> Any:
-    import datasets
-    from datasets.exceptions import DatasetNotFoundError
-
     from constrained_unlearn.llm.loading import hub_unreachable
 
     reason = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if _offline_flag() else hub_unreachable()
+    if reason is not None and not _maybe_cached(source):
+        # nothing of this id on disk: say so now, without importing `datasets` (seconds)
+        raise _unavailable(benchmark, config, split, source, reason)
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
     context = _cache_only() if reason is not None else contextlib.nullcontext()
     try:
         with context:
@@ -184,12 +187,32 @@ def _load_hub(
                 f"({first}); check the id, or pass a local folder with the same files "
                 "(data.path=/path/to/folder); HF_HUB_OFFLINE=1 uses only the cache"
             ) from None
-        flag = "unset HF_HUB_OFFLINE" if _offline_flag() else "set HF_HUB_OFFLINE=1 to skip the hub"
-        raise DatasetUnavailableError(
-            f"{benchmark} {config}/{split} of {source!r} is not in the local cache, and {reason}; "
-            "pass a local folder with the same files (data.path=/path/to/folder), download it "
-            f"once where the hub can be reached, or {flag}"
-        ) from None
+        raise _unavailable(benchmark, config, split, source, reason) from None
+
+
+def _unavailable(
+    benchmark: str, config: str, split: str, source: str, reason: str
+) -> DatasetUnavailableError:
+    flag = "unset HF_HUB_OFFLINE" if _offline_flag() else "set HF_HUB_OFFLINE=1 to skip the hub"
+    return DatasetUnavailableError(
+        f"{benchmark} {config}/{split} of {source!r} is not in the local cache, and {reason}; "
+        "pass a local folder with the same files (data.path=/path/to/folder), download it "
+        f"once where the hub can be reached, or {flag}"
+    )
+
+
+def _maybe_cached(source: str) -> bool:
+    """Whether ``datasets`` or the hub cache may hold ``source`` (a conservative look on disk:
+    ``True`` whenever a cache folder naming the id exists, or the cache location is unusual)."""
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets")).expanduser()
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE", home / "hub")).expanduser()
+    owner, _, name = source.partition("/")
+    candidates = [
+        datasets_cache / f"{owner}___{name}" if name else datasets_cache / owner,
+        hub_cache / f"datasets--{source.replace('/', '--')}",
+    ]
+    return any(path.exists() for path in candidates)
 
 
 def load_split(
