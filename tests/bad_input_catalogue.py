@@ -144,6 +144,45 @@ def _spec(**kwargs):
     return run
 
 
+def _chunked_on_cohere(tmp):
+    """The chunked loss on an architecture that rescales its logits after the head."""
+    import torch
+    import transformers as T
+
+    from constrained_unlearn.llm import CausalLMTerms, pad_collate
+
+    torch.manual_seed(0)
+    config = T.CohereConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, logit_scale=0.25,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    model = T.AutoModelForCausalLM.from_config(config)
+    batch = pad_collate([{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]}], 0)
+    return CausalLMTerms(forget_loss="margin", chunk_size=2)(model, batch, batch)
+
+
+def _self_reference_log(tmp):
+    """A retain log made by the very weights then evaluated against it."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(HERE / "evaluation"))
+    from test_evaluator_fixtures import build_llama, build_tokenizer, tofu_data
+
+    from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log
+
+    tokenizer = build_tokenizer()
+    model = build_llama(tokenizer)
+    logs = Path(tempfile.mkdtemp(prefix="selfref-"))  # outside the entry's scratch folder
+    fast = {"max_new_tokens": 4, "batch_size": 8}
+    write_retain_log(model, tokenizer, tofu_data(), logs, **fast)
+    evaluator = TofuEvaluator(
+        model, tokenizer, tofu_data(), retain_logs=logs, metrics=["forget_quality"], **fast
+    )
+    return evaluator.evaluate()
+
+
 def _solver(name, **kwargs):
     def run(tmp):
         from constrained_unlearn.solvers import make_solver
@@ -554,6 +593,22 @@ CATALOGUE: list[BadInput] = [
         ValueError,
         r"dual_lr must be a finite number ≥ 0 for solver 'gda', got None",
         "Give dual_lr a number (the dual step η); only the augmented Lagrangian defaults it (η = c).",
+    ),
+    BadInput(
+        "llm",
+        "chunked losses on a model that post-processes its logits (Cohere's logit_scale)",
+        _chunked_on_cohere,
+        ValueError,
+        r"not exact for .*chunk_size=None",
+        "Use training.loss_chunk_size: null (full logits); the chunked path is exact or refused.",
+    ),
+    BadInput(
+        "evaluation",
+        "a reference (retain) log made by the very weights under evaluation",
+        _self_reference_log,
+        ValueError,
+        r"very weights under evaluation",
+        "Evaluate against the retain model's log; allow_self_reference=True only to test.",
     ),
     # -- engine ----------------------------------------------------------------------------
     BadInput(
