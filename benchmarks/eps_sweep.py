@@ -23,13 +23,12 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "efficacy"))
 
-from protocol import _git_commit, _json_safe, _machine  # noqa: E402
+from protocol import _json_safe, run_meta  # noqa: E402
 from runner import prepare, run_trial  # noqa: E402
 from spaces import Arm  # noqa: E402
 from stats import median  # noqa: E402
@@ -176,14 +175,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         parser.error("--solver penalty has no ε to sweep; pick a primal-dual solver (gda …)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/eps_sweep.py " + " ".join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
     meta = {
-        "machine": _machine(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
-        "command": command,
+        **run_meta("benchmarks/eps_sweep.py", argv),
         "arm": arm.label,
         "fixed": base,
     }

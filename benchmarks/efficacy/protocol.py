@@ -221,6 +221,16 @@ def _machine() -> str:
     )
 
 
+def run_meta(script: str, argv: Sequence[str] | None) -> dict[str, str]:
+    """Provenance of a results file: machine, date, commit and the exact command that ran."""
+    return {
+        "machine": _machine(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git_commit(),
+        "command": f"python {script} " + " ".join(sys.argv[1:] if argv is None else list(argv)),
+    }
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -466,14 +476,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     (out / "arms").mkdir(parents=True, exist_ok=True)
     tracking_uri = args.tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
-    command = "python benchmarks/efficacy/protocol.py " + " ".join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
     meta = {
-        "machine": _machine(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
-        "command": command,
+        **run_meta("benchmarks/efficacy/protocol.py", argv),
         "size": args.size,
         "trials_per_arm": args.trials,
         "tune_seed": args.tune_seed,
