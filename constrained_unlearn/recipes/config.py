@@ -35,7 +35,12 @@ from typing import Any
 import yaml
 
 from constrained_unlearn.engine.config import EngineConfig
-from constrained_unlearn.solvers import normalize_solver_name
+from constrained_unlearn.solvers import (
+    SHARED_HYPERPARAMETERS,
+    Solver,
+    make_solver,
+    normalize_solver_name,
+)
 
 __all__ = [
     "ENGINE_KEYS",
@@ -129,9 +134,15 @@ def parse_muse_split(name: str, key: str = "data.forget_split") -> tuple[str, st
 class MethodConfig:
     """The method and how its retain term is treated.
 
-    ``solver``, ``multiplier_init`` and ``dual_lr`` default to the method's own (PDU: gda, λ₀ 100,
-    η 5; the scalarised baselines: penalty with λ fixed at their weight). Setting ``solver`` to
-    a primal-dual scheme turns any baseline's fixed weight into a constraint with λ₀ = weight.
+    ``solver`` defaults to the method's own (PDU: gda; the scalarised baselines: penalty, with
+    λ fixed at their weight). Setting ``solver`` to a primal-dual scheme turns any baseline's
+    fixed weight into a constraint with λ₀ = weight.
+
+    The solver's shared hyper-parameters (``multiplier_init``, ``dual_lr``, ``warmup_steps``,
+    ``warmup_epochs``, ``dual_update``: [`SHARED_HYPERPARAMETERS`][constrained_unlearn.solvers.SHARED_HYPERPARAMETERS]) and
+    ``solver_options`` (the solver's own, e.g. ``{penalty: 1.0}``, ``{kp: 1}``) are not
+    defined here: they are forwarded to the solver, which defaults and validates them. A key
+    left ``null`` takes the method's default (λ₀ = its weight) or else the solver's.
     """
 
     name: str = "pdu"
@@ -140,11 +151,27 @@ class MethodConfig:
     slack: float = 0.1
     multiplier_init: float | None = None
     dual_lr: float | None = None
-    warmup_epochs: int = 0
-    warmup_steps: int = 0
-    dual_update: str = "step"
-    solver_options: dict[str, Any] = field(default_factory=dict)  # e.g. {penalty: 1.0}, {kp: 1}
+    warmup_steps: int | None = None
+    warmup_epochs: int | None = None
+    dual_update: str | None = None
+    solver_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {beta: 0.1}
+
+    def solver_overrides(self) -> dict[str, Any]:
+        """The solver hyper-parameters this config sets (the rest: the method's defaults)."""
+        kwargs = {k: getattr(self, k) for k in SHARED_HYPERPARAMETERS}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs.update(self.solver_options)
+        return kwargs
+
+    def build_solver(self) -> Solver:
+        """The solver this config runs (the method's default when ``solver`` is unset), built
+        and validated by the solver itself; ``ValueError``/``TypeError`` name the argument."""
+        from constrained_unlearn.methods import get_method
+
+        method = get_method(self.name, **dict(self.options))
+        name, kwargs = method.solver_settings(self.solver, **self.solver_overrides())
+        return make_solver(name, **kwargs)
 
 
 RECIPE_ENGINE_KEYS: tuple[str, ...] = ("checkpoint_dir", "save_final", "progress")
@@ -320,10 +347,10 @@ class RunConfig:
             near = difflib.get_close_matches(m.name.lower(), method_names(), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ConfigError(f"method.name={m.name!r} is unknown{hint}; valid: {method_names()}")
-        if m.dual_update not in ("step", "epoch"):
-            raise ConfigError(
-                f"method.dual_update must be 'step' or 'epoch', got {m.dual_update!r}"
-            )
+        try:  # the method's options and the solver's hyper-parameters: validated by their owners
+            m.build_solver()
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"method: {err}") from None
         if not (t.lr > 0 and math.isfinite(t.lr)):
             raise ConfigError(f"training.lr must be a number > 0, got {t.lr!r}")
         if not (t.weight_decay >= 0 and math.isfinite(t.weight_decay)):

@@ -51,6 +51,7 @@ from constrained_unlearn.llm.loading import check_vocabulary
 from constrained_unlearn.losses import next_token_alignment, token_nll
 from constrained_unlearn.methods import MethodSetup, get_method
 from constrained_unlearn.recipes.config import ConfigError, RunConfig
+from constrained_unlearn.solvers import SHARED_HYPERPARAMETERS, make_solver
 from constrained_unlearn.tracking import MlflowRun
 
 __all__ = [
@@ -115,19 +116,8 @@ class UnlearnResult:
 
 
 def solver_overrides(cfg: RunConfig) -> dict[str, Any]:
-    """Solver hyper-parameters the config sets explicitly (the rest: the method's defaults)."""
-    m = cfg.method
-    kwargs: dict[str, Any] = {
-        "warmup_epochs": m.warmup_epochs,
-        "warmup_steps": m.warmup_steps,
-        "dual_update": m.dual_update,
-    }
-    if m.multiplier_init is not None:
-        kwargs["multiplier_init"] = m.multiplier_init
-    if m.dual_lr is not None:
-        kwargs["dual_lr"] = m.dual_lr
-    kwargs.update(m.solver_options)
-    return kwargs
+    """Solver hyper-parameters the config sets explicitly (``cfg.method.solver_overrides()``)."""
+    return cfg.method.solver_overrides()
 
 
 @torch.no_grad()
@@ -233,13 +223,15 @@ def preflight(cfg: RunConfig) -> None:
 # ---------------------------------------------------------------------------------- records
 def resolved_config(cfg: RunConfig, setup: MethodSetup) -> dict[str, Any]:
     """The configuration that actually runs: ``cfg.to_dict()`` with the method's resolved
-    solver and hyper-parameters (``method.solver``, ``method.multiplier_init``,
-    ``method.dual_lr``, ``method.solver_kwargs``). ``cfg`` itself is not modified."""
+    solver and hyper-parameters (``method.solver``, every shared solver hyper-parameter,
+    ``method.solver_kwargs``). ``cfg`` itself is not modified."""
     resolved = copy.deepcopy(cfg.to_dict())
     method = resolved["method"]
     method["solver"] = setup.solver
-    method["multiplier_init"] = setup.solver_kwargs.get("multiplier_init")
-    method["dual_lr"] = setup.solver_kwargs.get("dual_lr")
+    solver = make_solver(setup.solver, **setup.solver_kwargs)
+    for key in SHARED_HYPERPARAMETERS:  # the values that run, the solver's defaults included
+        value = getattr(solver, key)
+        method[key] = dict(value) if isinstance(value, Mapping) else value
     method["solver_kwargs"] = _jsonable(dict(setup.solver_kwargs))
     return resolved
 

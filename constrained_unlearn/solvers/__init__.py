@@ -1,7 +1,14 @@
 """Primal-dual schemes, swapped with one argument (``solver="gda"``, ``"extragradient"`` …)."""
 
 from constrained_unlearn.solvers.augmented_lagrangian import AugmentedLagrangian
-from constrained_unlearn.solvers.base import Observation, Primitives, Solver, StepResult, dual_step
+from constrained_unlearn.solvers.base import (
+    SHARED_HYPERPARAMETERS,
+    Observation,
+    Primitives,
+    Solver,
+    StepResult,
+    dual_step,
+)
 from constrained_unlearn.solvers.extragradient import Extragradient
 from constrained_unlearn.solvers.gda import GDA, AlternatingGDA
 from constrained_unlearn.solvers.nupi import NuPI
@@ -15,6 +22,7 @@ from constrained_unlearn.solvers.registry import (
 
 __all__ = [
     "GDA",
+    "SHARED_HYPERPARAMETERS",
     "SOLVERS",
     "AlternatingGDA",
     "AugmentedLagrangian",

@@ -36,12 +36,23 @@ import torch
 from constrained_unlearn.problem import ConstraintSpec, UnlearningProblem, check_multiplier_init
 
 __all__ = [
+    "SHARED_HYPERPARAMETERS",
     "Observation",
     "Primitives",
     "Solver",
     "StepResult",
     "dual_step",
 ]
+
+SHARED_HYPERPARAMETERS: tuple[str, ...] = (
+    "multiplier_init",
+    "dual_lr",
+    "warmup_steps",
+    "warmup_epochs",
+    "dual_update",
+)
+"""The hyper-parameters every solver has and means the same way (fields of [`Solver`][constrained_unlearn.solvers.Solver],
+defined, defaulted and validated there only). Configs forward them by these names."""
 
 MicroBatches = Sequence[tuple[Any, Any]]
 """The K ``(forget_batch, retain_batch)`` pairs of one optimiser step."""
