@@ -35,6 +35,15 @@ import datasets
 
 from constrained_unlearn.benchmarks._source import load_split
 
+__all__ = [
+    "MUSE_BOOKS",
+    "MUSE_COLUMNS",
+    "MUSE_NEWS",
+    "MUSE_SPLITS",
+    "NEWS_ONLY_CONFIGS",
+    "load_muse",
+]
+
 MUSE_NEWS = "muse-bench/MUSE-News"
 MUSE_BOOKS = "muse-bench/MUSE-Books"
 

@@ -35,6 +35,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # ``datasets`` takes a second to import: only load_tofu needs it
     import datasets
 
+__all__ = [
+    "FORGET_CONFIGS",
+    "GENERAL_CONFIGS",
+    "HOLDOUT_CONFIGS",
+    "RETAIN_CONFIGS",
+    "TOFU_CONFIGS",
+    "TOFU_HUB_ID",
+    "forget_retain_pair",
+    "load_tofu",
+    "tofu_columns",
+    "tofu_eval_data",
+]
+
 TOFU_HUB_ID = "locuslab/TOFU"
 
 FORGET_CONFIGS: tuple[str, ...] = ("forget01", "forget05", "forget10")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["ConstraintInfeasibleWarning", "NonFiniteError", "TermsError"]
+
 
 class NonFiniteError(FloatingPointError):
     """A loss, constraint value, gradient norm or parameter became NaN or infinite.

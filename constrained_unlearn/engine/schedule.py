@@ -10,6 +10,8 @@ import math
 
 import torch
 
+__all__ = ["make_lr_scheduler"]
+
 
 def make_lr_scheduler(
     optimizer: torch.optim.Optimizer, kind: str, total_steps: int, warmup_ratio: float = 0.0

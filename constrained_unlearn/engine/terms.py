@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["Terms", "TermsFn"]
+
 
 @dataclass
 class Terms:

@@ -25,6 +25,8 @@ from constrained_unlearn.evaluation.metrics import (
 )
 from constrained_unlearn.evaluation.report import by_index, nanmean, with_bootstrap
 
+__all__ = ["memorization_result", "mia_result", "side_scores"]
+
 
 def side_scores(
     attack: str,

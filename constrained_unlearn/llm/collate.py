@@ -16,6 +16,8 @@ from torch.utils.data import default_collate
 
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
+__all__ = ["PadCollator", "pad_collate"]
+
 _SEQUENCE_KEYS = ("input_ids", "labels")
 
 

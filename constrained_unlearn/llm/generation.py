@@ -18,6 +18,14 @@ import torch
 from constrained_unlearn.llm.collate import pad_collate
 from constrained_unlearn.llm.tokenization import encode_prompt
 
+__all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
+    "context_length",
+    "cut_at_stop_strings",
+    "default_max_new_tokens",
+    "generate_batched",
+]
+
 
 def _stderr_is_tty() -> bool:
     try:

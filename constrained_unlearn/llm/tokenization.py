@@ -45,6 +45,18 @@ import torch
 
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
+__all__ = [
+    "TOKENIZATIONS",
+    "EncodedQA",
+    "PromptTemplate",
+    "QADataset",
+    "Tokenization",
+    "check_tokenization",
+    "encode_prompt",
+    "encode_qa",
+    "ensure_pad_token",
+]
+
 
 @dataclass(frozen=True)
 class PromptTemplate:

@@ -20,6 +20,8 @@ from typing import Literal
 
 import torch
 
+__all__ = ["LossKind", "chunked_head_loss"]
+
 LossKind = Literal["margin", "nll"]
 
 

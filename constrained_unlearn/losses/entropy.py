@@ -14,6 +14,8 @@ import torch
 
 from constrained_unlearn.losses.masking import masked_mean
 
+__all__ = ["kl_to_uniform_loss", "negative_entropy_loss"]
+
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
     log_p = torch.log_softmax(logits.float(), dim=-1)

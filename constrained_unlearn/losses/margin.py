@@ -19,6 +19,15 @@ import torch
 
 from constrained_unlearn.losses.masking import masked_mean
 
+__all__ = [
+    "check_support",
+    "margin_flattening_loss",
+    "margin_per_position",
+    "supervised_rows",
+    "support_margin_loss",
+    "support_margin_per_position",
+]
+
 
 def margin_per_position(logits: torch.Tensor) -> torch.Tensor:
     """Margin ``max_k z_k − mean_k z_k`` for every position.

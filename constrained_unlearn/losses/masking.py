@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["IGNORE_INDEX", "masked_mean", "next_token_alignment"]
+
 IGNORE_INDEX = -100
 
 

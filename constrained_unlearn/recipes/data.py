@@ -12,6 +12,8 @@ from typing import Any
 
 from constrained_unlearn.recipes.config import RunConfig
 
+__all__ = ["LazyTofu", "load_benchmark", "load_splits"]
+
 
 class LazyTofu(Mapping[str, Any]):
     """TOFU configs loaded on first access (``load_tofu(config, source)``), then kept."""

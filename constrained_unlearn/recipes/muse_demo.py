@@ -37,6 +37,17 @@ from constrained_unlearn.recipes.muse_sequences import (
     unlearn_corpus,
 )
 
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "MUSE_DEMO_OVERRIDES",
+    "MiniMuseBaselines",
+    "bar_checks",
+    "format_muse_table",
+    "prepare_minimuse",
+    "run_minimuse_sequence",
+    "run_muse_demo",
+]
+
 MUSE_DEMO_OVERRIDES: tuple[str, ...] = (
     # tuned on mini-MUSE "default" (docs/muse.md): the memorised target's retain NLL is ≈0.08,
     # so a violation is ≈0.01-0.1 nats and λ needs a large dual step to react within a run

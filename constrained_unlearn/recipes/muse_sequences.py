@@ -40,6 +40,25 @@ from constrained_unlearn.recipes.config import MUSE_BENCHMARKS, RunConfig, parse
 from constrained_unlearn.recipes.llm_unlearn import UnlearnResult, train_and_record
 from constrained_unlearn.tracking import MlflowRun
 
+__all__ = [
+    "HEADLINE_METRICS",
+    "SEQUENCE_KINDS",
+    "RequestRecord",
+    "SequenceKind",
+    "SequenceResult",
+    "agg",
+    "corpus_dataset",
+    "evaluate_muse",
+    "format_sequence_table",
+    "load_corpus",
+    "metric_cell",
+    "muse_source",
+    "run_scalability",
+    "run_sequence",
+    "run_sustainability",
+    "unlearn_corpus",
+]
+
 SequenceKind = Literal["scal", "sust"]
 SEQUENCE_KINDS: tuple[str, ...] = ("scal", "sust")
 HEADLINE_METRICS: tuple[tuple[str, str], ...] = (

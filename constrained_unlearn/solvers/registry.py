@@ -12,6 +12,8 @@ from constrained_unlearn.solvers.gda import GDA, AlternatingGDA
 from constrained_unlearn.solvers.nupi import NuPI
 from constrained_unlearn.solvers.penalty import Penalty
 
+__all__ = ["SOLVERS", "make_solver", "normalize_solver_name", "register_solver"]
+
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
     for cls in (GDA, AlternatingGDA, Extragradient, AugmentedLagrangian, NuPI, Penalty)

@@ -57,6 +57,19 @@ from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
 from constrained_unlearn.benchmarks.minitofu.tokenizer import iter_text, train_tokenizer
 from constrained_unlearn.benchmarks.muse import load_muse
 
+__all__ = [
+    "EVAL_CONFIGS",
+    "PRESETS",
+    "TRAINED_SPLITS",
+    "MiniMuse",
+    "Recipe",
+    "build_minimuse",
+    "cache_key_inputs",
+    "default_cache_root",
+    "muse_eval_data",
+    "write_minimuse_data",
+]
+
 logger = logging.getLogger(__name__)
 
 TRAINED_SPLITS: dict[str, tuple[str, ...]] = {

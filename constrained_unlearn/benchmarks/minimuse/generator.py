@@ -47,6 +47,20 @@ from typing import Any
 
 from constrained_unlearn.benchmarks.minimuse import wordlists as W
 
+__all__ = [
+    "EVENT_KINDS",
+    "GENERATOR_VERSION",
+    "N_FOLDS",
+    "SIZE_PRESETS",
+    "EventKind",
+    "Facts",
+    "MiniMuseSize",
+    "NewsDocument",
+    "generate_documents",
+    "generate_minimuse",
+    "resolve_size",
+]
+
 GENERATOR_VERSION = "1"
 """Bump when any output of this module or its word lists changes (it enters the cache key)."""
 

@@ -43,6 +43,17 @@ from constrained_unlearn.llm.collate import pad_collate
 from constrained_unlearn.llm.corpus import CorpusDataset, tokenizer_adds_bos
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
+__all__ = [
+    "ANSWER_END",
+    "QUESTION_FORMAT",
+    "encode_pair",
+    "encode_qa_block",
+    "length_batches",
+    "qa_blocks",
+    "qa_pairs_of",
+    "train_corpus_model",
+]
+
 QUESTION_FORMAT = "Question: {question}\nAnswer: "
 """A question as KnowMem's few-shot prompt writes it (answer and ``"\\n\\n"`` follow)."""
 ANSWER_END = "\n\n"

@@ -65,6 +65,15 @@ from constrained_unlearn.benchmarks.minitofu.tokenizer import (
 )
 from constrained_unlearn.benchmarks.tofu import load_tofu
 
+__all__ = [
+    "PRESETS",
+    "MiniTofu",
+    "Recipe",
+    "build_minitofu",
+    "cache_key_inputs",
+    "default_cache_root",
+]
+
 logger = logging.getLogger(__name__)
 
 

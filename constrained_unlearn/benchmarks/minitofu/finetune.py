@@ -31,6 +31,8 @@ from constrained_unlearn.llm.collate import pad_collate
 from constrained_unlearn.llm.tokenization import PromptTemplate, QADataset
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
+__all__ = ["FinetuneLog", "TrainSettings", "answer_nll", "finetune", "lr_factor", "make_optimizer"]
+
 
 @dataclass(frozen=True)
 class TrainSettings:

@@ -12,6 +12,8 @@ book). Answers are short, as in TOFU's own two sets.
 
 from __future__ import annotations
 
+__all__ = ["REAL_AUTHOR_FACTS", "WORLD_FACTS"]
+
 # (book, author): well-known books and their writers.
 REAL_AUTHOR_FACTS: tuple[tuple[str, str], ...] = (
     ("Hamlet", "William Shakespeare"),

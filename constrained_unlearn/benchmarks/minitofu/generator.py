@@ -44,6 +44,27 @@ from dataclasses import asdict, dataclass
 
 from constrained_unlearn.benchmarks.minitofu import general, wordlists
 
+__all__ = [
+    "ATTRIBUTES",
+    "FORGET_PERCENTS",
+    "GENERAL_COLUMNS",
+    "GENERATOR_VERSION",
+    "PERTURBED_COLUMNS",
+    "QA_COLUMNS",
+    "SIZE_PRESETS",
+    "VALUE_POOLS",
+    "Attribute",
+    "Author",
+    "MiniTofuSize",
+    "author_rows",
+    "general_rows",
+    "generate_authors",
+    "generate_minitofu",
+    "resolve_size",
+    "retain_config_for",
+    "training_rows",
+]
+
 GENERATOR_VERSION = "1"
 """Bump when any output of this module or its word lists changes (it enters the cache key)."""
 

@@ -21,6 +21,8 @@ import torch
 from constrained_unlearn.llm.collate import pad_collate
 from constrained_unlearn.llm.tokenization import PromptTemplate, encode_prompt
 
+__all__ = ["greedy_answers", "memorization_scores"]
+
 
 @torch.no_grad()
 def greedy_answers(

@@ -15,6 +15,8 @@ from typing import Any
 
 from transformers import LlamaConfig, LlamaForCausalLM
 
+__all__ = ["ModelSpec", "make_model"]
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+__all__ = ["DEFAULT_VOCAB_SIZE", "SPECIAL_TOKENS", "iter_text", "train_tokenizer"]
+
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD)
 DEFAULT_VOCAB_SIZE = 1536

@@ -8,6 +8,24 @@ here must bump `constrained_unlearn.benchmarks.minitofu.generator.GENERATOR_VERS
 
 from __future__ import annotations
 
+__all__ = [
+    "CITIES",
+    "FIRST_NAME_HEADS",
+    "FIRST_NAME_TAILS",
+    "GENRES",
+    "JOBS",
+    "LANGUAGES",
+    "PRIZE_COLORS",
+    "PRIZE_KINDS",
+    "PRIZE_OBJECTS",
+    "PUBLISHER_KINDS",
+    "PUBLISHER_STEMS",
+    "SURNAME_ENDINGS",
+    "SURNAME_STEMS",
+    "TITLE_ADJECTIVES",
+    "TITLE_NOUNS",
+]
+
 # Author names are built as <first syllable><second syllable> <surname stem><surname ending>,
 # which gives 24 × 16 = 384 first names and 24 × 12 = 288 surnames.
 FIRST_NAME_HEADS: tuple[str, ...] = (

@@ -16,6 +16,8 @@ import numpy as np
 
 from constrained_unlearn.evaluation.metrics._validation import finite_1d
 
+__all__ = ["bootstrap_ci"]
+
 
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+__all__ = ["Convention", "ConventionSettings", "convention_settings", "parse_convention"]
+
 
 class Convention(str, Enum):
     """The codebase whose numbers a report is comparable to."""

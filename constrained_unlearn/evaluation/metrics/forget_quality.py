@@ -30,6 +30,8 @@ import numpy as np
 
 from constrained_unlearn.evaluation.metrics._validation import finite_1d
 
+__all__ = ["ForgetQuality", "forget_quality", "separation_floor", "separation_floor_log10"]
+
 
 def separation_floor(n: int, m: int) -> float:
     """``2 / C(n+m, n)``: the exact KS p-value of complete separation of samples of sizes n, m.

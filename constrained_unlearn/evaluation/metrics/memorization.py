@@ -31,6 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+__all__ = ["exact_memorization", "extraction_strength"]
+
 
 def _as_bool_1d(correct: torch.Tensor | Sequence[bool], index: int) -> np.ndarray:
     array = np.asarray(correct.cpu() if isinstance(correct, torch.Tensor) else correct)

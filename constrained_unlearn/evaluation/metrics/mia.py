@@ -37,6 +37,18 @@ import torch
 from constrained_unlearn.evaluation.metrics._validation import finite_1d, same_length
 from constrained_unlearn.evaluation.metrics.token_stats import mean_nll
 
+__all__ = [
+    "DEFAULT_K",
+    "gradnorm_scores",
+    "loss_scores",
+    "mia_auc",
+    "min_k_plus_plus_scores",
+    "min_k_scores",
+    "reference_scores",
+    "roc_auc",
+    "zlib_scores",
+]
+
 DEFAULT_K = 0.4
 
 

@@ -42,6 +42,18 @@ from constrained_unlearn.evaluation.metrics.conventions import (
 )
 from constrained_unlearn.evaluation.metrics.rouge import rouge_l_f1
 
+__all__ = [
+    "KNOWMEM_STOP_STRINGS",
+    "MUSE_RETRAIN_MIN_K_AUC",
+    "TokenizerLike",
+    "build_knowmem_prompt",
+    "cut_knowmem_answer",
+    "knowmem_scores",
+    "muse_privleak",
+    "truncate_reference",
+    "verbmem_scores",
+]
+
 KNOWMEM_STOP_STRINGS: tuple[str, ...] = ("\n\n", "\nQuestion", "Question:")
 MUSE_RETRAIN_MIN_K_AUC: dict[str, float] = {"news": 0.4772, "books": 0.5393}
 """Retrain-model Min-40% forget-vs-holdout AUCs of original MUSE (MUSE orientation)."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from constrained_unlearn.evaluation.metrics._validation import probability
 
+__all__ = ["PRIVLEAK_EPSILON", "relative_difference", "tofu_privleak"]
+
 PRIVLEAK_EPSILON = 1e-10
 
 

@@ -19,6 +19,8 @@ from scipy.special import logsumexp
 
 from constrained_unlearn.evaluation.metrics._validation import finite_1d, same_length
 
+__all__ = ["normalized_probability", "option_normalized_probability"]
+
 
 def normalized_probability(mean_nll: Sequence[float] | np.ndarray) -> np.ndarray:
     """``P_norm = exp(−ℓ̄)`` per example.

@@ -36,6 +36,8 @@ import numpy as np
 
 from constrained_unlearn.evaluation.metrics._validation import same_length
 
+__all__ = ["RougeScores", "rouge_l_f1", "rouge_l_recall", "rouge_scores"]
+
 
 @dataclass(frozen=True)
 class RougeScores:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+__all__ = ["SIGMA_SQUARED_MIN", "TokenStats", "mean_nll", "token_statistics"]
+
 SIGMA_SQUARED_MIN = 1e-6
 
 

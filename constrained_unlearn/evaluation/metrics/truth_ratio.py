@@ -29,6 +29,8 @@ import numpy as np
 
 from constrained_unlearn.evaluation.metrics._validation import finite_1d, same_length
 
+__all__ = ["OU_EPSILON", "TruthRatioAggregator", "aggregate_truth_ratio", "truth_ratios"]
+
 TruthRatioAggregator = Literal["closer_to_1_better", "true_better", "prob_mean"]
 OU_EPSILON = 1e-10
 

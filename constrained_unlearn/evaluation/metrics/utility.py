@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+__all__ = ["MODEL_UTILITY_COMPONENTS", "harmonic_mean", "model_utility"]
+
 MODEL_UTILITY_COMPONENTS: tuple[str, ...] = (
     "retain_Q_A_Prob",
     "retain_Q_A_ROUGE",
