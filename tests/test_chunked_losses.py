@@ -129,7 +129,7 @@ def _naive_and_chunked(model, **kwargs):
     from constrained_unlearn.llm import CausalLMTerms
 
     fb, rb = _lm_batches()
-    naive = CausalLMTerms(**kwargs)(model, fb, rb)
+    naive = CausalLMTerms(answer_rows=False, **kwargs)(model, fb, rb)  # the full logits
     chunked = CausalLMTerms(chunk_size=4, **kwargs)(model, fb, rb)
     return naive, chunked
 
@@ -194,7 +194,7 @@ def test_gradient_ascent_chunked_through_the_method():
     model = _model("llama")
     fb, rb = _lm_batches()
     for name in ("grad-ascent", "grad-diff"):
-        naive = get_method(name).setup(model).terms_fn(model, fb, rb)
+        naive = get_method(name).setup(model).terms_fn(model, fb, rb)  # answer rows
         setup = get_method(name).setup(model, lm_options={"chunk_size": 3})
         chunked = setup.terms_fn(model, fb, rb)
         assert float(chunked.objective) == pytest.approx(float(naive.objective), rel=1e-6)
@@ -231,3 +231,70 @@ def test_chunking_refused_by_name_for_objectives_that_need_logits():
         get_method("grad-diff", retain_loss="kl").setup(model, lm_options={"chunk_size": 8})
     with pytest.raises(ValueError, match="unknown lm_options.*'chunk'"):
         get_method("pdu").setup(model, lm_options={"chunk": 8})
+
+
+# -- the answer-rows path (the default for position-local terms): exact, or the full logits --
+def _full_and_rows(model, **kwargs):
+    from constrained_unlearn.llm import CausalLMTerms
+
+    fb, rb = _lm_batches()
+    full = CausalLMTerms(answer_rows=False, **kwargs)(model, fb, rb)
+    terms = CausalLMTerms(**kwargs)
+    rows = terms(model, fb, rb)
+    return full, rows, terms
+
+
+@pytest.mark.parametrize("arch", PLAIN)
+@pytest.mark.parametrize("fused", [False, True])
+def test_answer_rows_equal_the_full_logits(arch, fused):
+    model = _model(arch)
+    full, rows, terms = _full_and_rows(model, fused=fused)
+    assert terms.answer_rows  # it ran on the answer rows only
+    _assert_equal_with_gradients(model, full, rows)
+    for key in ("forget_nll", "retain_nll", "forget_tokens", "retain_tokens"):
+        torch.testing.assert_close(
+            torch.as_tensor(rows.metrics[key]).float(),
+            torch.as_tensor(full.metrics[key]).float(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    assert int(rows.metrics["forget_tokens"]) == 5 + 2 + 4  # |A_f|: the answer tokens
+
+
+def test_answer_rows_give_the_head_only_the_answer_positions():
+    from constrained_unlearn.llm import CausalLMTerms
+
+    model = _model("llama")
+    seen: list[tuple[int, ...]] = []
+    handle = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: seen.append(tuple(out.shape))
+    )
+    fb, rb = _lm_batches()
+    try:
+        CausalLMTerms()(model, fb, rb)
+    finally:
+        handle.remove()
+    # the model's own head ran on the last position only ([B, 1, V]); the [B, T, V] logits
+    # never existed
+    assert seen == [(3, 1, VOCAB), (2, 1, VOCAB)]
+
+
+@pytest.mark.parametrize("arch", ["cohere", "gemma2"])
+def test_answer_rows_fall_back_to_the_full_logits_on_post_processed_heads(arch):
+    model = _model(arch, post_process=True)
+    full, rows, terms = _full_and_rows(model)
+    assert not terms.answer_rows  # refused by the exactness check on the first batch
+    _assert_equal_with_gradients(model, full, rows)
+    from constrained_unlearn.llm import CausalLMTerms
+
+    with pytest.raises(ValueError, match="not exact"):
+        CausalLMTerms(answer_rows=True)(model, *_lm_batches())
+
+
+def test_answer_rows_refused_for_terms_that_are_not_position_local():
+    from constrained_unlearn.llm.terms import KL_RETAIN, CausalLMTerms
+
+    model = _model("llama")
+    with pytest.raises(ValueError, match="answer_rows=True needs position-local terms"):
+        CausalLMTerms(answer_rows=True, retain=KL_RETAIN, reference_model=_model("llama"))
+    assert not CausalLMTerms(retain=KL_RETAIN, reference_model=model).answer_rows

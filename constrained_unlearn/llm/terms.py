@@ -325,7 +325,7 @@ def _exactness_tolerance(dtype: torch.dtype) -> float:
 
 
 def head_inputs(
-    model: torch.nn.Module, batch: Batch
+    model: torch.nn.Module, batch: Batch, *, check: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Final hidden states ``[B, T, H]`` and the LM head's ``(weight [V, H], bias)``, checked.
 
@@ -335,6 +335,7 @@ def head_inputs(
     computed. The model's own logits at that position are then compared with
     ``h_last W^T + b``, what the chunked losses compute; they must agree to float tolerance
     (``1e-5`` relative to the largest logit in float32, looser in half precision).
+    ``check=False`` skips that comparison (and its host sync) for a model already checked.
 
     Raises:
         ValueError: naming the architecture and ``chunk_size=None`` when the model has no
@@ -392,6 +393,8 @@ def head_inputs(
         raise ValueError(
             f"chunked losses: {arch} did not return [B, 1, V] logits for the last position; {fix}"
         )
+    if not check:
+        return hidden, weight, bias
     with torch.no_grad():
         mine = F.linear(
             hidden[:, -1].detach(), weight.detach(), None if bias is None else bias.detach()
@@ -475,6 +478,14 @@ class CausalLMTerms:
         log_forget_nll: log ``forget_nll`` in chunked mode (one more chunked pass, no graph).
         train_retain: whether ``L_r`` needs a graph. ``False`` only when its weight is frozen
             at 0: it is then computed under ``torch.no_grad`` (logged only).
+        answer_rows: apply the LM head only to the ``N`` aligned answer positions
+            (``z = h_A Wᵀ + b``, ``[N, V]`` instead of ``[B, T-1, V]``; ordinary autograd, no
+            recomputation). Same values as the full logits, fewer FLOPs and less memory when
+            prompts and padding are long. Only for position-local terms (those with a
+            ``chunk_kind``: margin, ±NLL) without a reference. ``None`` (default): on when the
+            terms allow it, and off for good, silently, when the model changes its logits
+            after the head (checked on the first batch, as for chunking); ``True``: refuse a
+            model or term it cannot serve; ``False``: off.
         label: who is asking, for error messages (e.g. ``"method 'npo'"``).
 
     Returns from ``__call__``:
@@ -496,6 +507,7 @@ class CausalLMTerms:
         chunk_size: int | None = None,
         log_forget_nll: bool = True,
         train_retain: bool = True,
+        answer_rows: bool | None = None,
         label: str = "CausalLMTerms",
     ) -> None:
         if isinstance(forget_loss, str):
@@ -533,6 +545,28 @@ class CausalLMTerms:
         if reference_model is not None:
             reference_model.eval()
             reference_model.requires_grad_(False)
+        rows_possible = chunk_size is None and self._position_local()
+        if answer_rows and not rows_possible:
+            raise ValueError(
+                f"{label}: answer_rows=True needs position-local terms without a reference and "
+                f"chunk_size=None; the {forget_loss.name!r} objective / {retain.name!r} retain "
+                "term do not allow it. Use answer_rows=None"
+            )
+        self.answer_rows = rows_possible and answer_rows is not False
+        self._strict_rows = bool(answer_rows)
+        self._head_checked: set[int] = set()  # id() of models whose head passed the check
+
+    def _position_local(self) -> bool:
+        """Whether L_f and L_r are means over answer positions of a function of that position's
+        logits alone (what the chunked and answer-rows paths compute)."""
+        o, r = self.objective, self.retain
+        return (
+            o.chunk_kind is not None
+            and not (o.hidden_states or o.prepare or o.needs_reference)
+            and r.chunk_kind is not None
+            and not (r.hidden_states or r.needs_reference)
+            and not self.kl_constraint
+        )
 
     def _check_chunkable(self, label: str, chunk_size: int) -> None:
         objective, retain = self.objective, self.retain
@@ -561,7 +595,10 @@ class CausalLMTerms:
         scored = forget_batch
         if self.objective.prepare is not None:
             scored = self.objective.prepare(forget_batch)
-        f_view, r_view = self._views(model, scored, retain_batch, reference=False)
+        views = self._answer_row_views(model, forget_batch, retain_batch)
+        if views is None:
+            views = self._views(model, scored, retain_batch, reference=False)
+        f_view, r_view = views
         f_ref, r_ref = self._reference_views(scored, retain_batch)
 
         objective, extra = self._objective(f_view, f_ref)
@@ -623,6 +660,49 @@ class CausalLMTerms:
         with torch.no_grad() if frozen_retain else nullcontext():
             rl, rs = _forward(model, retain, r_states)
         return _view(fl, fs, forget["labels"]), _view(rl, rs, retain["labels"])
+
+    def _answer_row_views(
+        self, model: torch.nn.Module, forget: Batch, retain: Batch
+    ) -> tuple[LMView, LMView] | None:
+        """Packed views ``[1, N, V]`` of the answer rows only, or ``None`` when off.
+
+        ``h [B, T, H]`` → ``h_A [N, H]`` (positions predicting answer tokens) → ``h_A Wᵀ + b``.
+        Every term here is a mean over positions, so packing the ``N`` rows into one row of
+        an all-true mask gives the values of the full ``[B, T-1, V]`` view.
+        """
+        if not self.answer_rows:
+            return None
+        key = id(model)
+        check = key not in self._head_checked
+        try:
+            if self.fused:
+                both = concat_batches(forget, retain, self.pad_token_id)
+                hidden, weight, bias = head_inputs(model, both, check=check)
+                n = forget["input_ids"].shape[0]
+                f_hidden = hidden[:n, : forget["input_ids"].shape[1]]
+                r_hidden = hidden[n:, : retain["input_ids"].shape[1]]
+            else:
+                f_hidden, weight, bias = head_inputs(model, forget, check=check)
+                with nullcontext() if self.train_retain else torch.no_grad():
+                    r_hidden, _, _ = head_inputs(model, retain, check=False)
+        except ValueError:
+            if self._strict_rows:
+                raise
+            self.answer_rows = False  # e.g. logit soft-capping: the full logits from now on
+            return None
+        self._head_checked.add(key)
+
+        def packed(hidden: torch.Tensor, labels: torch.Tensor, frozen: bool) -> LMView:
+            h, targets = _aligned_hidden(hidden, labels)
+            with torch.no_grad() if frozen else nullcontext():
+                logits = F.linear(h, weight, bias)
+            logits = logits.detach() if frozen else logits
+            mask = torch.ones(1, h.shape[0], dtype=torch.bool, device=h.device)
+            return LMView(logits.unsqueeze(0), targets.unsqueeze(0), mask)
+
+        return packed(f_hidden, forget["labels"], False), packed(
+            r_hidden, retain["labels"], not self.train_retain
+        )
 
     @torch.no_grad()
     def _reference_views(self, forget: Batch, retain: Batch) -> tuple[LMView | None, LMView | None]:

@@ -40,6 +40,7 @@ from constrained_unlearn.engine import (
     UnlearningEngine,
 )
 from constrained_unlearn.engine.feasibility import check_feasibility, warn_if_infeasible
+from constrained_unlearn.engine.runtime import adamw
 from constrained_unlearn.engine.signature import dataset_fingerprint
 from constrained_unlearn.llm import (
     PadCollator,
@@ -496,7 +497,7 @@ def train_and_record(
         model,
         data=data,
         **setup.engine_kwargs(),
-        optimizer=lambda params: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
+        optimizer=lambda params: adamw(list(params), lr=t.lr, weight_decay=t.weight_decay),
         config=engine_config,
         callbacks=list(callbacks),
         run_config=resolved,
