@@ -198,3 +198,29 @@ def test_model_utility_bad_inputs() -> None:
         harmonic_mean([])
     with pytest.raises(ValueError, match=r"values\[1\]"):
         harmonic_mean([0.5, -1.0])
+
+
+# -- the exact KS p-value, counted without scipy ------------------------------------------------
+def test_ks_pvalue_exact_by_hand():
+    from constrained_unlearn.evaluation.metrics.forget_quality import ks_pvalue_exact
+
+    # n = m = 2: C(4, 2) = 6 orderings of the pooled sample. D = 1 for the 2 separated ones
+    # (xxyy, yyxx), D = 1/2 for the other 4, so P(D ≥ 1) = 2/6, P(D ≥ 1/2) = 1.
+    assert ks_pvalue_exact(1.0, 2, 2) == pytest.approx(1 / 3, rel=1e-15)
+    assert ks_pvalue_exact(0.5, 2, 2) == 1.0
+    # n = 1, m = 2: orderings xyy, yxy, yyx with D = 1, 1/2, 1: P(D ≥ 1) = 2/3
+    assert ks_pvalue_exact(1.0, 1, 2) == pytest.approx(2 / 3, rel=1e-15)
+    assert ks_pvalue_exact(1.0, 40, 40) == pytest.approx(2 / math.comb(80, 40), rel=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_forget_quality_equals_scipy_ks_2samp(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n, m = (int(v) for v in rng.integers(1, 120, size=2))
+        x, y = rng.normal(size=n), rng.normal(loc=rng.uniform(0, 1.5), size=m)
+        if seed % 2:  # ties, within and across samples
+            x, y = np.round(x, 1), np.round(y, 1)
+        ours, theirs = forget_quality(x, y), ks_2samp(x, y)
+        assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-12)
+        assert ours.pvalue == pytest.approx(theirs.pvalue, rel=1e-12)

@@ -5,7 +5,17 @@ model (n questions) and of the retain model on the same forget split (m question
 
     D  = sup_x |F_unl(x) − F_ret(x)|,        FQ = p-value(D; n, m)
 
-(``scipy.stats.ks_2samp``, two-sided, ``method="auto"``, exact at TOFU sizes).
+the exact two-sided p-value under H0 (what ``scipy.stats.ks_2samp`` computes with
+``method="auto"`` at TOFU sizes), counted here without scipy (`ks_pvalue_exact`): with
+``k = D·n·m`` (an integer: D is a difference ``|i/n − j/m|``), it is the share of the
+``C(n+m, n)`` monotone lattice paths from (0, 0) to (n, m) that reach a point with
+``|i·m − j·n| ≥ k``:
+
+    p = #{paths touching |i·m − j·n| ≥ k} / C(n + m, n)
+
+counted exactly in integers (so even a 1e-239 floor is correctly rounded) in
+O(n·m); above `EXACT_MAX_CELLS` lattice points scipy's asymptotic distribution is used, as
+scipy does for large samples.
 
 Complete separation (every value of one sample below every value of the other) gives D = 1, the
 most extreme outcome. Under H0 every one of the C(n+m, n) orderings of the pooled sample is
@@ -30,7 +40,53 @@ import numpy as np
 
 from constrained_unlearn.evaluation.metrics._validation import finite_1d
 
-__all__ = ["ForgetQuality", "forget_quality", "separation_floor", "separation_floor_log10"]
+__all__ = [
+    "EXACT_MAX_CELLS",
+    "ForgetQuality",
+    "forget_quality",
+    "ks_pvalue_exact",
+    "ks_statistic",
+    "separation_floor",
+    "separation_floor_log10",
+]
+
+EXACT_MAX_CELLS = 4_000_000
+"""Largest ``(n+1)(m+1)`` counted exactly (n = m = 2000: about a second); beyond, asymptotic."""
+
+
+def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
+    """``D = sup_t |F_x(t) − F_y(t)|`` of two 1-d samples (ties allowed)."""
+    pooled = np.concatenate([x, y])
+    fx = np.searchsorted(np.sort(x), pooled, side="right") / x.size
+    fy = np.searchsorted(np.sort(y), pooled, side="right") / y.size
+    return float(np.max(np.abs(fx - fy)))
+
+
+def ks_pvalue_exact(statistic: float, n: int, m: int) -> float:
+    """Exact two-sided ``P(D_{n,m} ≥ statistic)`` under H0 (continuous distributions).
+
+    Counts, by dynamic programming over the lattice, the monotone paths from (0, 0) to (n, m)
+    that stay strictly inside ``|i·m − j·n| < k`` with ``k = round(statistic · n · m)``; the
+    p-value is ``1 − inside / C(n+m, n)``, formed as an exact fraction and rounded once.
+    """
+    _check_sizes(n, m)
+    k = round(statistic * n * m)
+    if k <= 0:
+        return 1.0
+    row = [0] * (m + 1)  # row[j]: paths from (0, 0) to (i, j) that stayed inside
+    for j in range(m + 1):
+        if abs(j * n) >= k:
+            break
+        row[j] = 1
+    for i in range(1, n + 1):
+        im = i * m
+        left = 0
+        for j in range(m + 1):
+            left = row[j] + left if abs(im - j * n) < k else 0
+            row[j] = left
+    inside = row[m]
+    total = math.comb(n + m, n)
+    return min(1.0, (total - inside) / total)
 
 
 def separation_floor(n: int, m: int) -> float:
@@ -115,15 +171,20 @@ def forget_quality(
         raise ValueError(
             f"both samples need ≥ 1 question; got {unl.size} unlearned and {ret.size} retain"
         )
-    from scipy.stats import ks_2samp  # scipy.stats is slow to import; load on first use
+    n, m = int(unl.size), int(ret.size)
+    statistic = ks_statistic(unl, ret)
+    if (n + 1) * (m + 1) <= EXACT_MAX_CELLS:
+        pvalue = ks_pvalue_exact(statistic, n, m)
+    else:  # scipy.stats is slow to import (~1 s): only for samples too large to count
+        from scipy.stats import ks_2samp
 
-    result = ks_2samp(unl, ret)
+        pvalue = float(ks_2samp(unl, ret).pvalue)
     separated = bool(unl.max() < ret.min() or ret.max() < unl.min())
     return ForgetQuality(
-        pvalue=float(result.pvalue),
-        floor=separation_floor(unl.size, ret.size),
+        pvalue=pvalue,
+        floor=separation_floor(n, m),
         complete_separation=separated,
-        n=int(unl.size),
-        m=int(ret.size),
-        statistic=float(result.statistic),
+        n=n,
+        m=m,
+        statistic=statistic,
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import logsumexp
 
 from constrained_unlearn.evaluation.metrics._validation import finite_1d, same_length
 
@@ -60,5 +59,6 @@ def option_normalized_probability(
             )
         w = finite_1d(list(wrong), f"wrong_nll[{i}]")
         logits = np.concatenate([[-c], -w])
-        out[i] = float(np.exp(-c - logsumexp(logits)))
+        top = logits.max()  # log Σ exp, shifted by the largest term (no overflow)
+        out[i] = float(np.exp(-c - (top + np.log(np.exp(logits - top).sum()))))
     return out
