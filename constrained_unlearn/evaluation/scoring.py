@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from constrained_unlearn.evaluation.metrics import TokenStats, gradnorm_scores
-from constrained_unlearn.evaluation.metrics.token_stats import token_statistics
+from constrained_unlearn.evaluation.metrics.token_stats import row_statistics, token_statistics
 from constrained_unlearn.llm.collate import pad_collate
+from constrained_unlearn.llm.terms import head_inputs
 from constrained_unlearn.llm.tokenization import (
     PromptTemplate,
     Tokenization,
@@ -94,6 +95,15 @@ def _collate(sequences: Sequence[ScoredSequence], idx: Sequence[int], pad_id: in
     return pad_collate(examples, pad_id, side="right")
 
 
+def _row_stats(model: Any, batch: Mapping[str, torch.Tensor], *, check: bool) -> TokenStats:
+    """`token_statistics` of ``batch`` with the LM head applied to its target rows only
+    ([`head_inputs`][constrained_unlearn.llm.terms.head_inputs]: exact or a ``ValueError``)."""
+    hidden, weight, bias = head_inputs(model, batch, check=check)
+    mask = batch["labels"][:, 1:] != IGNORE_INDEX  # position t predicts token t + 1
+    logits = torch.nn.functional.linear(hidden[:, :-1][mask], weight, bias)
+    return row_statistics(logits, batch["labels"][:, 1:][mask], mask.sum(dim=1).tolist())
+
+
 def score_sequences(
     model: Any,
     sequences: Sequence[ScoredSequence],
@@ -104,7 +114,10 @@ def score_sequences(
     """Token statistics of the target positions of every sequence, in input order.
 
     Args:
-        model: a causal LM returning ``.logits`` of shape ``[B, T, V]``.
+        model: a causal LM returning ``.logits`` of shape ``[B, T, V]``. Its LM head is run
+            on the N target positions only (``[N, V]`` logits: the memory of a 128k vocabulary
+            stays proportional to the answers) when that is exact, checked on the first
+            batch; else (soft-capping, logit scales …) on every position.
         sequences: the sequences (any lengths).
         batch_size: sequences per forward pass.
         pad_token_id: id written into padding (it never affects a score: masks come from
@@ -126,16 +139,24 @@ def score_sequences(
     device = _model_device(model)
     was_training = model.training
     model.eval()
+    rows_ok, rows_checked = True, False
     try:
         with torch.no_grad():
             for idx in _batches(sequences, batch_size):
                 batch = _collate(sequences, idx, pad_token_id)
-                logits = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                ).logits
-                aligned, targets, mask = next_token_alignment(logits, batch["labels"].to(device))
-                stats = token_statistics(aligned, targets, mask)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                stats = None
+                if rows_ok:
+                    try:  # the LM head on the target positions only: [N, V], never [B, T, V]
+                        stats = _row_stats(model, batch, check=not rows_checked)
+                        rows_checked = True
+                    except ValueError:  # the model changes its logits after the head
+                        rows_ok = False
+                if stats is None:
+                    logits = model(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                    ).logits
+                    stats = token_statistics(*next_token_alignment(logits, batch["labels"]))
                 for j, i in enumerate(idx):
                     out_lp[i] = stats.log_probs[j]
                     out_mu[i] = stats.mu[j]

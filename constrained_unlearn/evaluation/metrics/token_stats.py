@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["SIGMA_SQUARED_MIN", "TokenStats", "mean_nll", "token_statistics"]
+__all__ = ["row_statistics", "SIGMA_SQUARED_MIN", "TokenStats", "mean_nll", "token_statistics"]
 
 SIGMA_SQUARED_MIN = 1e-6
 
@@ -107,11 +107,28 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Te
         )
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor; got {mask.dtype} (use mask.bool())")
+    # Only the supervised positions are scored: [N, V] with N = mask.sum(), which keeps the
+    # float32 copies small when prompts are long or the batch is padded.
+    return row_statistics(logits.detach()[mask], targets[mask], mask.sum(dim=1).tolist())
+
+
+def row_statistics(logits: torch.Tensor, targets: torch.Tensor, sizes: list[int]) -> TokenStats:
+    """The statistics of `token_statistics` from the supervised rows alone.
+
+    Args:
+        logits: ``[N, V]``, the logits of the N supervised positions of all examples, example
+            after example.
+        targets: ``[N]`` their target ids.
+        sizes: positions per example (sums to N).
+    """
+    if logits.dim() != 2 or targets.shape != logits.shape[:1] or sum(sizes) != logits.shape[0]:
+        raise ValueError(
+            f"expected logits [N, V], targets [N] and sizes summing to N; got "
+            f"{tuple(logits.shape)}, {tuple(targets.shape)} and sum {sum(sizes)}"
+        )
     with torch.no_grad():
-        # Only the supervised positions are scored: [N, V] with N = mask.sum(), which keeps the
-        # float32 copies small when prompts are long or the batch is padded.
-        picked = logits.detach()[mask].float()  # [N, V]
-        picked_targets = targets[mask].long()  # [N]
+        picked = logits.detach().float()  # [N, V]
+        picked_targets = targets.long()  # [N]
         log_p = torch.log_softmax(picked, dim=-1)
         p = log_p.exp()
         # p·log p and p·log² p with 0·(−inf) := 0 (a −inf logit has probability zero).
@@ -124,7 +141,6 @@ def token_statistics(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Te
         sigma = variance.clamp_min(SIGMA_SQUARED_MIN).sqrt()
         target_lp = log_p.gather(-1, picked_targets.unsqueeze(-1)).squeeze(-1)
         correct = picked.argmax(-1) == picked_targets
-    sizes = mask.sum(dim=1).tolist()
     return TokenStats(
         log_probs=[x.cpu() for x in target_lp.split(sizes)],
         mu=[x.cpu() for x in mu.split(sizes)],
