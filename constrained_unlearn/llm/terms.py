@@ -56,7 +56,9 @@ from constrained_unlearn.losses.chunked import chunked_head_loss
 from constrained_unlearn.losses.masking import IGNORE_INDEX
 
 __all__ = [
+    "ENTROPY_OBJECTIVE",
     "KL_RETAIN",
+    "MARGIN_OBJECTIVE",
     "NLL_RETAIN",
     "Batch",
     "CausalLMTerms",
@@ -234,9 +236,14 @@ def logit_objective(
     return ForgetObjective(name, _PositionLoss(fn), chunk_kind=chunk_kind)
 
 
+MARGIN_OBJECTIVE = logit_objective("margin", margin_flattening_loss, chunk_kind="margin")
+"""PDU's forget objective: the mean squared logit margin (chunkable, position-local)."""
+ENTROPY_OBJECTIVE = logit_objective("entropy", kl_to_uniform_loss)
+"""The entropy ablation's forget objective: mean ``KL(softmax(z) ‖ uniform)``."""
+
 _NAMED_OBJECTIVES: dict[str, ForgetObjective] = {
-    "margin": logit_objective("margin", margin_flattening_loss, chunk_kind="margin"),
-    "entropy": logit_objective("entropy", kl_to_uniform_loss),
+    "margin": MARGIN_OBJECTIVE,
+    "entropy": ENTROPY_OBJECTIVE,
 }
 
 

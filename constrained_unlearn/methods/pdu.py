@@ -17,15 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from constrained_unlearn.llm.terms import ForgetObjective, logit_objective
-from constrained_unlearn.losses import kl_to_uniform_loss, margin_flattening_loss
+from constrained_unlearn.llm.terms import ENTROPY_OBJECTIVE, MARGIN_OBJECTIVE, ForgetObjective
 from constrained_unlearn.methods.base import Method
 
 __all__ = ["PDU", "PDU_ENTROPY", "PDU_MARGIN", "PDUEntropy"]
 
-PDU_MARGIN = logit_objective("margin", margin_flattening_loss, chunk_kind="margin")
+PDU_MARGIN = MARGIN_OBJECTIVE
 """PDU's forget objective: the mean squared logit margin (chunkable)."""
-PDU_ENTROPY = logit_objective("entropy", kl_to_uniform_loss)
+PDU_ENTROPY = ENTROPY_OBJECTIVE
 """The ablation's forget objective: mean ``KL(softmax(z) ‖ uniform)``."""
 
 
