@@ -13,12 +13,17 @@ followed by ``+modifier``s:
 
     +chunked      LM-head-fused chunked losses (``CausalLMTerms(chunk_size=1024)``)
     +fused        forget and retain concatenated into one forward (``CausalLMTerms(fused=True)``)
-    +selected     the LM head applied only to the positions that predict answer tokens, plain
-                  autograd (a local terms function here: the proposal for ``CausalLMTerms``)
     +grouped      ``PairedData(group_by_length=True)``: batches of similar length, less padding
     +compile      ``torch.compile`` of the model's forward (dynamic shapes); compile time is
                   the first steps' excess, reported as ``first_step_s``
-    +fusedadam    ``torch.optim.AdamW(..., fused=True)`` instead of the default (foreach)
+    +fullhead     ``CausalLMTerms(answer_rows=False)``: the LM head on every position (the
+                  library's default before 2026-12-02; the default now applies it to the
+                  answer rows only)
+    +plainadam    ``torch.optim.AdamW`` with PyTorch's default (foreach) kernel instead of the
+                  engine's default (fused where possible, ``engine.runtime.adamw``)
+    +selected, +fusedadam   accepted for earlier command lines: both are the default now
+
+    ``pdu-before`` = ``pdu+fullhead+plainadam``: the PDU step as the library ran it before.
 
 Data: ``--data minitofu`` (the mini-TOFU "default" forget10 / retain90 QA pairs through its own
 tokenizer, 19–28 tokens, ≈ 1/3 answer) or ``--data synthetic`` (random ids, lengths uniform in
@@ -28,7 +33,7 @@ tokenizer, 19–28 tokens, ≈ 1/3 answer) or ``--data synthetic`` (random ids, 
 
 Usage:
     python benchmarks/step_benchmark.py --preset llama-58m                 # a Markdown table
-    python benchmarks/step_benchmark.py --preset llama-58m --pair pdu+selected+grouped,pdu \\
+    python benchmarks/step_benchmark.py --preset llama-58m --pair pdu,pdu-before \\
         --repeats 5                 # A B A B … in turn: the ratio of step medians, min/med/max
     python benchmarks/step_benchmark.py --device cuda --dtype bfloat16 --preset llama-3.2-1b \\
         --data synthetic --seq 512 --variants pdu,pdu+chunked,hf --peak-tflops 989
@@ -60,8 +65,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # hf_trainer_reference
 
 BASES = ("finetune", "graddiff", "pdu", "npo", "hf")
-MODIFIERS = ("chunked", "fused", "selected", "grouped", "compile", "fusedadam")
-DEFAULT_VARIANTS = "finetune,graddiff,pdu,pdu+chunked,pdu+selected,pdu+grouped,npo,hf"
+MODIFIERS = (
+    "chunked",
+    "fused",
+    "selected",
+    "grouped",
+    "compile",
+    "fusedadam",
+    "fullhead",
+    "plainadam",
+)
+DEFAULT_VARIANTS = "finetune,graddiff,pdu-before,pdu,pdu+chunked,pdu+grouped,npo,hf"
 PRESETS: dict[str, dict[str, Any]] = {
     "minitofu": dict(
         hidden=128, layers=2, heads=4, kv_heads=4, intermediate=512, vocab=0, tie=True
@@ -77,7 +91,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 EPSILON, MULTIPLIER_INIT, DUAL_LR, LR = 1.0, 1.0, 1.0, 1e-5
 
 
-ALIASES = {"pdu-chunked": "pdu+chunked", "pdu-fused": "pdu+fused"}  # earlier names
+ALIASES = {
+    "pdu-chunked": "pdu+chunked",
+    "pdu-fused": "pdu+fused",
+    "pdu-before": "pdu+fullhead+plainadam",
+}
 
 
 def parse_variant(name: str) -> tuple[str, set[str]]:
@@ -86,9 +104,9 @@ def parse_variant(name: str) -> tuple[str, set[str]]:
         raise SystemExit(
             f"unknown variant {name!r}: a base of {BASES} followed by +modifiers of {MODIFIERS}"
         )
-    if base != "pdu" and set(mods) - {"grouped", "compile", "fusedadam"}:
-        raise SystemExit(f"{name!r}: chunked/fused/selected apply to pdu only")
-    if base == "hf" and set(mods) & {"grouped", "fusedadam"}:
+    if base != "pdu" and set(mods) - {"grouped", "compile", "fusedadam", "plainadam"}:
+        raise SystemExit(f"{name!r}: chunked/fused/selected/fullhead apply to pdu only")
+    if base == "hf" and set(mods) & {"grouped", "fusedadam", "plainadam"}:
         raise SystemExit("hf runs as Trainer does: PairedData's ungrouped order, its own AdamW")
     return base, set(mods)
 
@@ -151,41 +169,6 @@ def make_rows(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     return rows(n), rows(n)
 
 
-def selected_terms() -> Any:
-    """PDU terms with the LM head applied only to the rows that predict answer tokens.
-
-    ``h [B, T, H]`` → ``h_A [N, H]`` (aligned answer positions) → ``z = h_A Wᵀ [N, V]``:
-    the head's matmuls and every loss reduction run on N ≈ |answers| rows instead of B · T,
-    with ordinary autograd (no recomputation). Same values as ``CausalLMTerms()``.
-    """
-    import torch
-
-    from constrained_unlearn.engine import Terms
-    from constrained_unlearn.llm.terms import check_batch, head_inputs
-    from constrained_unlearn.losses import margin_flattening_loss, token_nll
-
-    def rows(model: Any, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden, weight, bias = head_inputs(model, batch)
-        mask = batch["labels"][:, 1:] != -100
-        logits = torch.nn.functional.linear(hidden[:, :-1][mask], weight, bias)
-        return logits, batch["labels"][:, 1:][mask]
-
-    def terms(model: Any, forget: dict, retain: dict) -> Terms:
-        check_batch(forget, "forget_batch")
-        check_batch(retain, "retain_batch")
-        f_logits, f_targets = rows(model, forget)
-        r_logits, r_targets = rows(model, retain)
-        with torch.no_grad():
-            forget_nll = token_nll(f_logits.detach(), f_targets)
-        return Terms(
-            objective=margin_flattening_loss(f_logits),
-            constraints={"retain": token_nll(r_logits, r_targets)},
-            metrics={"forget_nll": forget_nll},
-        )
-
-    return terms
-
-
 def model_flops_per_pass(args: argparse.Namespace, model: Any, batch: dict) -> float:
     """6 · N · B·T + 12 · L · h · T² · B for one forward + backward of a padded ``[B, T]``."""
     b, t = batch["input_ids"].shape
@@ -198,6 +181,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from constrained_unlearn.engine import Callback, EngineConfig, PairedData, UnlearningEngine
+    from constrained_unlearn.engine.runtime import adamw
     from constrained_unlearn.llm import CausalLMTerms, pad_collate
     from constrained_unlearn.methods import get_method
     from constrained_unlearn.problem import ConstraintSpec
@@ -241,7 +225,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     start_all = time.perf_counter()
     first_step = None
     if base == "finetune":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, fused="fusedadam" in mods or None)
+        params = list(model.parameters())
+        optimizer = (
+            torch.optim.AdamW(params, lr=LR) if "plainadam" in mods else adamw(params, lr=LR)
+        )
         for f_idx, r_idx in index_batches:
             batch = collate([forget[i] for i in f_idx] + [retain[i] for i in r_idx])
             batch = {k: v.to(args.device) for k, v in batch.items()}
@@ -281,12 +268,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         losses = [[f, r] for f, r, _ in result["losses"][:3]]
     else:
         if base == "pdu":
-            terms = (
-                selected_terms()
-                if "selected" in mods
-                else CausalLMTerms(
-                    chunk_size=1024 if "chunked" in mods else None, fused="fused" in mods
-                )
+            terms = CausalLMTerms(
+                chunk_size=1024 if "chunked" in mods else None,
+                fused="fused" in mods,
+                answer_rows=False if "fullhead" in mods else None,
             )
             kwargs: dict[str, Any] = {
                 "terms_fn": terms,
@@ -312,8 +297,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 if len(losses) < 3:
                     losses.append([record.objective, *record.values.values()])
 
-        if "fusedadam" in mods:
-            kwargs["optimizer"] = lambda params: torch.optim.AdamW(params, lr=LR, fused=True)
+        if "plainadam" in mods:  # the engine's default is adamw(): fused where possible
+            kwargs["optimizer"] = lambda params: torch.optim.AdamW(params, lr=LR)
         clock = Clock()
         engine = UnlearningEngine(
             model,

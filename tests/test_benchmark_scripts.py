@@ -65,9 +65,12 @@ TINY = [
 def test_step_benchmark_runs_with_tiny_shapes_on_mini_tofu_data():
     # grouped batching on the real mini-TOFU lengths, the fused forward and NPO's reference
     step = _load("step_benchmark")
-    variants = ["pdu+grouped", "pdu+fused", "npo", "graddiff", "finetune"]
+    variants = ["pdu+grouped", "pdu+fused", "npo", "graddiff", "finetune", "pdu", "pdu-before"]
     rows = {row["variant"]: row for row in step.run_in_process(TINY, variants)}
     assert list(rows) == variants
+    # the default (answer rows, fused AdamW) and the earlier step: the same first losses
+    for a, b in zip(rows["pdu"]["losses"][0], rows["pdu-before"]["losses"][0]):
+        assert a == pytest.approx(b, rel=1e-5)
     assert all(row["median_s"] > 0 and row["tokens_per_s"] > 0 for row in rows.values())
     # mini-TOFU QA pairs are 19-28 tokens: random batches pad, grouped ones pad less
     assert rows["pdu+grouped"]["padded_fraction"] < rows["pdu+fused"]["padded_fraction"]
@@ -77,7 +80,7 @@ def test_step_benchmark_runs_with_tiny_shapes_on_mini_tofu_data():
 def test_step_benchmark_pair_mode_alternates_and_prints_ratios(monkeypatch, capsys):
     step = _load("step_benchmark")
     calls = []
-    times = {"pdu+selected": iter([1.0, 3.0, 1.5]), "pdu": iter([2.0, 2.0, 2.0])}
+    times = {"pdu-before": iter([1.0, 3.0, 1.5]), "pdu": iter([2.0, 2.0, 2.0])}
 
     def fake_run(variant, argv):  # the workers are exercised above; here the A/B bookkeeping
         calls.append(variant)
@@ -91,12 +94,12 @@ def test_step_benchmark_pair_mode_alternates_and_prints_ratios(monkeypatch, caps
 
     monkeypatch.setattr(step, "run_variant", fake_run)
     monkeypatch.setattr(
-        sys, "argv", ["step_benchmark.py", "--pair", "pdu+selected,pdu", "--repeats=3"]
+        sys, "argv", ["step_benchmark.py", "--pair", "pdu-before,pdu", "--repeats=3"]
     )
     step.main()
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert calls == ["pdu+selected", "pdu"] * 3  # A B A B A B
-    assert summary["pair"] == ["pdu+selected", "pdu"]
+    assert calls == ["pdu-before", "pdu"] * 3  # A B A B A B
+    assert summary["pair"] == ["pdu-before", "pdu"]
     assert (summary["ratio_min"], summary["ratio_median"], summary["ratio_max"]) == (
         0.5,
         0.75,
@@ -108,7 +111,8 @@ def test_step_benchmark_refuses_unknown_variants():
     step = _load("step_benchmark")
     assert step.parse_variant("pdu+chunked+grouped") == ("pdu", {"chunked", "grouped"})
     assert step.parse_variant("pdu-chunked") == ("pdu", {"chunked"})  # the earlier name
-    for bad in ("pdu+turbo", "sgd", "npo+chunked", "hf+grouped"):
+    assert step.parse_variant("pdu-before") == ("pdu", {"fullhead", "plainadam"})
+    for bad in ("pdu+turbo", "sgd", "npo+chunked", "hf+grouped", "npo+fullhead"):
         with pytest.raises(SystemExit):
             step.parse_variant(bad)
 
