@@ -249,3 +249,20 @@ def test_no_import_cycle(graph):
 def test_no_module_reads_another_modules_private_names(graph):
     _, offenders = graph
     assert not offenders, "private names read across modules:\n" + "\n".join(offenders)
+
+
+def test_evaluation_never_imports_the_engine():
+    # DESIGN.md: "Evaluation never imports the engine" (run time, parent packages included)
+    import subprocess
+    import sys
+
+    evaluation = sorted(m for m in module_files() if m.startswith(f"{PACKAGE}.evaluation"))
+    code = (
+        "import importlib, sys\n"
+        f"for m in {evaluation!r}: importlib.import_module(m)\n"
+        f"print(sorted(m for m in sys.modules if m.startswith('{PACKAGE}.engine')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", f"evaluation imports the engine: {out.stdout.strip()}"
