@@ -379,19 +379,29 @@ def pareto_plot(rows: list[dict[str, Any]], benchmark: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     y_key = "forget_quality" if benchmark == "minitofu" else "privleak"
+    floor = 1e-4 if benchmark == "minitofu" else -math.inf  # FQ below it: drawn on the edge
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for r in rows:
+    colors = plt.get_cmap("tab20").colors
+    for i, r in enumerate(rows):
         x, y = r["metrics"]["utility_ratio"], r["metrics"][y_key]
         xm, ym = _num(x["median"]), _num(y["median"])
         if math.isnan(xm) or math.isnan(ym):
             continue
         marker = "o" if r["constrained"] else "s"
+        label = r["arm"]
+        lo, hi = _num(y["lo"]), _num(y["hi"])
+        if ym < floor:  # off the axis: a down-pointing marker on the floor, the value in the label
+            label, marker, ym, lo, hi = f"{label} (FQ {ym:.2g}, off axis)", "v", floor, floor, floor
         xerr = [[max(xm - _num(x["lo"]), 0)], [max(_num(x["hi"]) - xm, 0)]]
-        yerr = [[max(ym - _num(y["lo"]), 0)], [max(_num(y["hi"]) - ym, 0)]]
-        ax.errorbar(xm, ym, xerr=xerr, yerr=yerr, fmt=marker, capsize=3, label=r["arm"])
+        yerr = [[max(ym - max(lo, floor), 0)], [max(hi - ym, 0)]]
+        ax.errorbar(
+            xm, ym, xerr=xerr, yerr=yerr, fmt=marker, capsize=3, label=label,
+            color=colors[i % len(colors)],
+        )  # fmt: skip
     ax.axvline(0.9, color="grey", ls="--", lw=1)
     if benchmark == "minitofu":
         ax.set_yscale("log")
+        ax.set_ylim(floor / 2, 1.5)
         ax.axhline(0.05, color="grey", ls=":", lw=1)
         ax.set_ylabel("forget quality (KS p-value; higher = closer to retain model)")
         ax.set_xlabel("model utility / target's")
