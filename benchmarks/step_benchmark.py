@@ -12,7 +12,10 @@ followed by ``+modifier``s:
                   (``hf_trainer_reference.py``; one micro-batch per step, so the same losses)
 
     +chunked      LM-head-fused chunked losses (``CausalLMTerms(chunk_size=1024)``)
-    +fused        forget and retain concatenated into one forward (``CausalLMTerms(fused=True)``)
+    +fused        forget and retain concatenated into one forward (the default now; kept for
+                  earlier command lines)
+    +separate     ``CausalLMTerms(fused=False)``: two forwards, forget then retain (the
+                  library's default before 2026-12-02)
     +grouped      ``PairedData(group_by_length=True)``: batches of similar length, less padding
     +compile      ``torch.compile`` of the model's forward (dynamic shapes); compile time is
                   the first steps' excess, reported as ``first_step_s``
@@ -23,7 +26,8 @@ followed by ``+modifier``s:
                   engine's default (fused where possible, ``engine.runtime.adamw``)
     +selected, +fusedadam   accepted for earlier command lines: both are the default now
 
-    ``pdu-before`` = ``pdu+fullhead+plainadam``: the PDU step as the library ran it before.
+    ``pdu-before`` = ``pdu+fullhead+plainadam+separate``: the PDU step as the library ran it
+    at the start of 2026-12-02.
 
 Data: ``--data minitofu`` (the mini-TOFU "default" forget10 / retain90 QA pairs through its own
 tokenizer, 19–28 tokens, ≈ 1/3 answer) or ``--data synthetic`` (random ids, lengths uniform in
@@ -94,7 +98,7 @@ EPSILON, MULTIPLIER_INIT, DUAL_LR, LR = 1.0, 1.0, 1.0, 1e-5
 ALIASES = {
     "pdu-chunked": "pdu+chunked",
     "pdu-fused": "pdu+fused",
-    "pdu-before": "pdu+fullhead+plainadam",
+    "pdu-before": "pdu+fullhead+plainadam+separate",
 }
 
 
@@ -105,7 +109,7 @@ def parse_variant(name: str) -> tuple[str, set[str]]:
             f"unknown variant {name!r}: a base of {BASES} followed by +modifiers of {MODIFIERS}"
         )
     if base != "pdu" and set(mods) - {"grouped", "compile", "fusedadam", "plainadam"}:
-        raise SystemExit(f"{name!r}: chunked/fused/selected/fullhead apply to pdu only")
+        raise SystemExit(f"{name!r}: chunked/fused/selected/fullhead/separate apply to pdu only")
     if base == "hf" and set(mods) & {"grouped", "fusedadam", "plainadam"}:
         raise SystemExit("hf runs as Trainer does: PairedData's ungrouped order, its own AdamW")
     return base, set(mods)
@@ -270,7 +274,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         if base == "pdu":
             terms = CausalLMTerms(
                 chunk_size=1024 if "chunked" in mods else None,
-                fused="fused" in mods,
+                fused="separate" not in mods,
                 answer_rows=False if "fullhead" in mods else None,
             )
             kwargs: dict[str, Any] = {

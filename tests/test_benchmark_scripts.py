@@ -111,7 +111,7 @@ def test_step_benchmark_refuses_unknown_variants():
     step = _load("step_benchmark")
     assert step.parse_variant("pdu+chunked+grouped") == ("pdu", {"chunked", "grouped"})
     assert step.parse_variant("pdu-chunked") == ("pdu", {"chunked"})  # the earlier name
-    assert step.parse_variant("pdu-before") == ("pdu", {"fullhead", "plainadam"})
+    assert step.parse_variant("pdu-before") == ("pdu", {"fullhead", "plainadam", "separate"})
     for bad in ("pdu+turbo", "sgd", "npo+chunked", "hf+grouped", "npo+fullhead"):
         with pytest.raises(SystemExit):
             step.parse_variant(bad)

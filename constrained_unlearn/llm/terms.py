@@ -373,7 +373,10 @@ class CausalLMTerms:
             objective nor the retain term uses.
         fused: run forget and retain batches as ONE forward on their right-padded
             concatenation, then split (also for the reference). Same values as two forwards
-            (right padding leaves the real positions' positions and attention unchanged).
+            (right padding leaves the real positions' positions and attention unchanged), one
+            pass through the body instead of two (0.57 × the step time with the answer rows
+            on the 58M benchmark model, docs/benchmarks.md); the default. ``False``: two
+            forwards (no padding of the shorter batch to the longer one's width).
         pad_token_id: id used to widen ``input_ids`` in fused mode (masked, so any valid id).
         chunk_size: compute the losses in chunks of ``C`` positions fused with the LM head
             (see the module docstring); only for objectives and retain terms with a
@@ -405,7 +408,7 @@ class CausalLMTerms:
         retain: RetainTerm = NLL_RETAIN,
         reference_model: torch.nn.Module | None = None,
         kl_constraint: bool | None = None,
-        fused: bool = False,
+        fused: bool = True,
         pad_token_id: int = 0,
         chunk_size: int | None = None,
         log_forget_nll: bool = True,

@@ -87,7 +87,7 @@ def resolve_lm_options(lm_options: Mapping[str, Any] | None, tokenizer: Any | No
     unknown = sorted(set(options) - set(LM_OPTIONS))
     if unknown:
         raise ValueError(f"unknown lm_options {unknown}; the options are {list(LM_OPTIONS)}")
-    fused = options.get("fused", False)
+    fused = options.get("fused", True)
     if not isinstance(fused, bool):
         raise ValueError(f"lm_options['fused'] must be true or false, got {fused!r}")
     chunk = options.get("chunk_size")

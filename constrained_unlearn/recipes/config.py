@@ -203,7 +203,8 @@ class TrainingConfig:
         weight_decay: AdamW decoupled weight decay (≥ 0).
         batch_size: forget examples per micro-batch and process.
         retain_batch_size: retain examples per micro-batch (default: ``batch_size``).
-        fused_forward: one forward over forget and retain (every method).
+        fused_forward: one forward over forget and retain (every method; the default,
+            ``false``: two forwards).
         loss_chunk_size: chunked, LM-head-fused losses (``None``: off); exact or refused on
             any architecture, and refused by methods whose objective cannot be chunked.
         group_by_length: batch examples of similar length together (fewer padded tokens;
@@ -220,7 +221,7 @@ class TrainingConfig:
     weight_decay: float = 0.01
     batch_size: int = 8
     retain_batch_size: int | None = None
-    fused_forward: bool = False
+    fused_forward: bool = True
     loss_chunk_size: int | None = None
     group_by_length: bool = False
     group_size: int = 50
