@@ -78,6 +78,7 @@ MODIFIERS = (
     "fusedadam",
     "fullhead",
     "plainadam",
+    "separate",
 )
 DEFAULT_VARIANTS = "finetune,graddiff,pdu-before,pdu,pdu+chunked,pdu+grouped,npo,hf"
 PRESETS: dict[str, dict[str, Any]] = {
