@@ -16,10 +16,11 @@ Then the measurements (``--bench``; one JSON line each, ``"bench"`` names the ro
     step-1b         Llama-3.2-1B-shaped model (random weights) in bf16, forget 4 + retain 4
                     sequences of 256–512 tokens (half prompt): step time, real tokens/s, peak
                     memory and MFU (bf16 dense peak of the device, when known) of
-                    pdu (naive logits, V = 128,256), pdu+chunked (logits never materialised:
-                    the chunked vs unchunked memory at 128k vocabulary), pdu+selected (head on
-                    answer positions only), hf (the Hugging Face ``Trainer``-style reference,
-                    same settings) and finetune (the cost floor)
+                    pdu (today's default: head on the answer rows, one forward, fused
+                    AdamW), pdu-before (the step before 2026-12-02), pdu+fullhead (naive
+                    logits, V = 128,256), pdu+chunked (logits never materialised: the chunked
+                    vs unchunked memory at 128k vocabulary), hf (the Hugging Face
+                    ``Trainer``-style reference, same settings) and finetune (the cost floor)
 
 ``--bench full`` is the default on CUDA (≈ 3–5 min on an H100-class device), ``tiny`` (the
 same variants on a tiny model, seconds) the default on the CPU, ``none`` skips them.
@@ -49,7 +50,7 @@ DEVICE = "cuda"
 SCRIPTS = Path(__file__).resolve().parent
 # dense bf16 peak (TFLOP/s) by device-name fragment, for MFU; unknown devices get no MFU
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
-BENCH_VARIANTS = "pdu,pdu+chunked,pdu+selected,hf,finetune"
+BENCH_VARIANTS = "pdu,pdu-before,pdu+fullhead,pdu+chunked,hf,finetune"
 BENCH_ARGS = {
     "full": [
         "--preset=llama-3.2-1b", "--dtype=bfloat16", "--data=synthetic", "--seq=512",
