@@ -30,7 +30,7 @@ import torch
 from constrained_unlearn.evaluation.metrics import TokenStats, gradnorm_scores
 from constrained_unlearn.evaluation.metrics.token_stats import row_statistics, token_statistics
 from constrained_unlearn.llm.collate import pad_collate
-from constrained_unlearn.llm.head import head_inputs
+from constrained_unlearn.llm.head import answer_hidden, head_inputs
 from constrained_unlearn.llm.tokenization import (
     PromptTemplate,
     Tokenization,
@@ -99,9 +99,8 @@ def _row_stats(model: Any, batch: Mapping[str, torch.Tensor], *, check: bool) ->
     """`token_statistics` of ``batch`` with the LM head applied to its target rows only
     ([`head_inputs`][constrained_unlearn.llm.head.head_inputs]: exact or a ``ValueError``)."""
     hidden, weight, bias = head_inputs(model, batch, check=check)
-    mask = batch["labels"][:, 1:] != IGNORE_INDEX  # position t predicts token t + 1
-    logits = torch.nn.functional.linear(hidden[:, :-1][mask], weight, bias)
-    return row_statistics(logits, batch["labels"][:, 1:][mask], mask.sum(dim=1).tolist())
+    rows, targets, sizes = answer_hidden(hidden, batch["labels"])
+    return row_statistics(torch.nn.functional.linear(rows, weight, bias), targets, sizes)
 
 
 def score_sequences(

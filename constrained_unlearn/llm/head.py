@@ -15,7 +15,12 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-__all__ = ["head_inputs"]
+from constrained_unlearn.losses.masking import IGNORE_INDEX
+
+__all__ = ["CHUNKED_FIX", "answer_hidden", "head_inputs"]
+
+CHUNKED_FIX = "use chunk_size=None (training.loss_chunk_size: null)"
+"""The remedy named when the chunked losses cannot use `head_inputs`."""
 
 
 def _architecture(model: torch.nn.Module) -> str:
@@ -35,7 +40,11 @@ def _exactness_tolerance(dtype: torch.dtype) -> float:
 
 
 def head_inputs(
-    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, check: bool = True
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    check: bool = True,
+    fix: str = CHUNKED_FIX,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Final hidden states ``[B, T, H]`` and the LM head's ``(weight [V, H], bias)``, checked.
 
@@ -46,6 +55,7 @@ def head_inputs(
     ``h_last W^T + b``, what the chunked losses compute; they must agree to float tolerance
     (``1e-5`` relative to the largest logit in float32, looser in half precision).
     ``check=False`` skips that comparison (and its host sync) for a model already checked.
+    ``fix``: the remedy the errors name (the caller's way around this path).
 
     Raises:
         ValueError: naming the architecture and ``chunk_size=None`` when the model has no
@@ -57,11 +67,10 @@ def head_inputs(
 
     inner = extract_model_from_parallel(model)
     arch = _architecture(inner)
-    fix = "use chunk_size=None (training.loss_chunk_size: null)"
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     weight = getattr(head, "weight", None)
     if head is None or not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise ValueError(f"chunked losses: {arch} exposes no linear output embedding; {fix}")
+        raise ValueError(f"LM head inputs: {arch} exposes no linear output embedding; {fix}")
     bias = getattr(head, "bias", None)
     bias = bias if isinstance(bias, torch.Tensor) else None
     unread = [
@@ -71,8 +80,8 @@ def head_inputs(
     ]
     if unread:
         raise ValueError(
-            f"chunked losses: the LM head of {arch} has trainable parameters the chunked path "
-            f"does not use ({', '.join(unread[:3])}{' …' if len(unread) > 3 else ''}; e.g. a "
+            f"LM head inputs: the LM head of {arch} has trainable parameters the head-fused "
+            f"paths do not use ({', '.join(unread[:3])}{' …' if len(unread) > 3 else ''}; e.g. a "
             f"LoRA adapter on the head): they would get no gradient. {fix[0].upper()}{fix[1:]}, "
             "or leave the LM head out of the adapter's target modules"
         )
@@ -97,11 +106,11 @@ def head_inputs(
         handle.remove()
     hidden = captured.get("hidden")
     if hidden is None or hidden.shape[:2] != batch["input_ids"].shape:
-        raise ValueError(f"chunked losses: could not capture the LM head's input of {arch}; {fix}")
+        raise ValueError(f"LM head inputs: could not capture the LM head's input of {arch}; {fix}")
     own = getattr(out, "logits", None)
     if own is None or own.dim() != 3 or own.shape[1] != 1 or own.shape[-1] != weight.shape[0]:
         raise ValueError(
-            f"chunked losses: {arch} did not return [B, 1, V] logits for the last position; {fix}"
+            f"LM head inputs: {arch} did not return [B, 1, V] logits for the last position; {fix}"
         )
     if not check:
         return hidden, weight, bias
@@ -114,9 +123,22 @@ def head_inputs(
         error = float((mine - theirs).abs().max()) / scale
     if not error <= _exactness_tolerance(weight.dtype):
         raise ValueError(
-            f"chunked losses are not exact for {arch}: the model changes its logits after the "
+            f"h·W^T + b is not exact for {arch}: the model changes its logits after the "
             f"LM head (soft-capping, logit scale or multiplier …): its own logits and "
             f"h·W^T + b differ by {error:.3g} relative to the largest logit. {fix[0].upper()}"
             f"{fix[1:]} for this model"
         )
     return hidden, weight, bias
+
+
+def answer_hidden(
+    hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The rows of ``hidden [B, T, H]`` that predict answer tokens, example after example.
+
+    Position ``t`` predicts token ``t + 1``, so row ``(b, t)`` is kept when
+    ``labels[b, t + 1] != IGNORE_INDEX``. Returns ``(h [N, H], targets [N], sizes)`` with ``sizes[b]``
+    the number of rows of example ``b``.
+    """
+    mask = labels[:, 1:] != IGNORE_INDEX
+    return hidden[:, :-1][mask], labels[:, 1:][mask], mask.sum(dim=1).tolist()

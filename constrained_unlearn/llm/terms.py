@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from constrained_unlearn.engine.terms import Terms
-from constrained_unlearn.llm.head import head_inputs
+from constrained_unlearn.llm.head import answer_hidden, head_inputs
 from constrained_unlearn.losses import (
     kl_to_reference,
     kl_to_uniform_loss,
@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 Batch = Mapping[str, torch.Tensor]
+_ROWS_FIX = "use answer_rows=None (the full logits for such a model)"
 ChunkKind = Literal["margin", "nll"]
 
 
@@ -313,14 +314,6 @@ def sequence_log_probs(
     """
     logits, targets, mask = answer_logits(model, batch)
     return sequence_log_prob(logits, targets, mask, normalize=normalize)
-
-
-def _aligned_hidden(
-    hidden: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states ``[N, H]`` of the positions that predict answer tokens, and the targets."""
-    mask = labels[:, 1:] != IGNORE_INDEX
-    return hidden[:, :-1][mask], labels[:, 1:][mask]
 
 
 def _prepare_reference(reference: torch.nn.Module, batch: Batch) -> torch.nn.Module:
@@ -583,14 +576,14 @@ class CausalLMTerms:
         try:
             if self.fused:
                 both = concat_batches(forget, retain, self.pad_token_id)
-                hidden, weight, bias = head_inputs(model, both, check=check)
+                hidden, weight, bias = head_inputs(model, both, check=check, fix=_ROWS_FIX)
                 n = forget["input_ids"].shape[0]
                 f_hidden = hidden[:n, : forget["input_ids"].shape[1]]
                 r_hidden = hidden[n:, : retain["input_ids"].shape[1]]
             else:
-                f_hidden, weight, bias = head_inputs(model, forget, check=check)
+                f_hidden, weight, bias = head_inputs(model, forget, check=check, fix=_ROWS_FIX)
                 with nullcontext() if self.train_retain else torch.no_grad():
-                    r_hidden, _, _ = head_inputs(model, retain, check=False)
+                    r_hidden, _, _ = head_inputs(model, retain, check=False, fix=_ROWS_FIX)
         except ValueError:
             if self._strict_rows:
                 raise
@@ -599,7 +592,7 @@ class CausalLMTerms:
         self._head_checked.add(key)
 
         def packed(hidden: torch.Tensor, labels: torch.Tensor, frozen: bool) -> LMView:
-            h, targets = _aligned_hidden(hidden, labels)
+            h, targets, _ = answer_hidden(hidden, labels)
             with torch.no_grad() if frozen else nullcontext():
                 logits = F.linear(h, weight, bias)
             logits = logits.detach() if frozen else logits
@@ -639,8 +632,8 @@ class CausalLMTerms:
             f_hidden, weight, bias = head_inputs(model, forget_batch)
             with nullcontext() if self.train_retain else torch.no_grad():
                 r_hidden, _, _ = head_inputs(model, retain_batch)
-        f_h, f_t = _aligned_hidden(f_hidden, forget_batch["labels"])
-        r_h, r_t = _aligned_hidden(r_hidden, retain_batch["labels"])
+        f_h, f_t, _ = answer_hidden(f_hidden, forget_batch["labels"])
+        r_h, r_t, _ = answer_hidden(r_hidden, retain_batch["labels"])
         size = self.chunk_size or 1024
         kind = self.objective.chunk_kind
         assert kind is not None

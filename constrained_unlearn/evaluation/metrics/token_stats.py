@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["row_statistics", "SIGMA_SQUARED_MIN", "TokenStats", "mean_nll", "token_statistics"]
+__all__ = ["SIGMA_SQUARED_MIN", "TokenStats", "mean_nll", "row_statistics", "token_statistics"]
 
 SIGMA_SQUARED_MIN = 1e-6
 
