@@ -67,7 +67,6 @@ __all__ = [
     "run_unlearning",
     "save_model_atomically",
     "setup_method",
-    "solver_overrides",
     "train_and_record",
 ]
 
@@ -114,11 +113,6 @@ class UnlearnResult:
     def solver(self) -> str:
         """The solver that ran (the method's default when the config left it unset)."""
         return str(self.resolved.get("method", {}).get("solver", ""))
-
-
-def solver_overrides(cfg: RunConfig) -> dict[str, Any]:
-    """Solver hyper-parameters the config sets explicitly (``cfg.method.solver_overrides()``)."""
-    return cfg.method.solver_overrides()
 
 
 @torch.no_grad()
@@ -169,7 +163,7 @@ def setup_method(cfg: RunConfig, model: Any, tokenizer: Any) -> MethodSetup:
         epsilon=cfg.method.epsilon,
         slack=cfg.method.slack,
         lm_options=lm_options,
-        **solver_overrides(cfg),
+        **cfg.method.solver_overrides(),
     )
 
 
