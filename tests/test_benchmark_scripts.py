@@ -39,7 +39,7 @@ def test_gpu_check_measurements_run_tiny_on_the_cpu():
     # the library's PDU, its memory-lean variants and the Trainer-style reference compute the
     # same first-step losses from the same model and batches
     first = bench["pdu"]["losses"][0]
-    for variant in ("pdu+chunked", "pdu+selected", "hf"):
+    for variant in ("pdu-before", "pdu+fullhead", "pdu+chunked", "hf"):
         assert bench[variant]["losses"][0] == pytest.approx(first, rel=1e-4), variant
     assert "--preset=llama-3.2-1b" in gpu_check.BENCH_ARGS["full"]
 
