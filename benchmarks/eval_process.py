@@ -45,23 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
-    import torch
+    from constrained_unlearn.cli.process import loading
 
-    torch.set_num_threads(args.threads)
-    from constrained_unlearn.benchmarks.tofu import tofu_eval_data
-    from constrained_unlearn.evaluation.report import format_summary
-    from constrained_unlearn.evaluation.tofu import (
-        TofuEvaluator,
-        required_configs,
-        write_retain_log,
-    )
-    from constrained_unlearn.llm.loading import load_model_and_tokenizer
+    with loading():  # imports and loading as `constrained-unlearn eval` does them
+        import torch
 
-    imported = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype="float32")
-    holdout = args.split.replace("forget", "holdout")
-    configs = required_configs(None, forget_split=args.split, holdout_split=holdout)
-    data = tofu_eval_data(args.data, configs)
+        torch.set_num_threads(args.threads)
+        from constrained_unlearn.benchmarks.tofu import tofu_eval_data
+        from constrained_unlearn.evaluation.report import format_summary
+        from constrained_unlearn.evaluation.tofu import (
+            TofuEvaluator,
+            required_configs,
+            write_retain_log,
+        )
+        from constrained_unlearn.llm.loading import load_model_and_tokenizer
+
+        imported = time.perf_counter()
+        model, tokenizer = load_model_and_tokenizer(args.model, dtype="float32")
+        holdout = args.split.replace("forget", "holdout")
+        configs = required_configs(None, forget_split=args.split, holdout_split=holdout)
+        data = tofu_eval_data(args.data, configs)
     loaded = time.perf_counter()
     loaded_cpu = time.process_time()
     kwargs = {
@@ -95,4 +98,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from constrained_unlearn.cli.process import entry
+
+    entry(main)  # the program's own collector policy, as the console script

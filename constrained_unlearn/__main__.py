@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 __all__: list[str] = []
 
 if __name__ == "__main__":
-    from constrained_unlearn.cli.main import main
+    from constrained_unlearn.cli.process import entry
 
-    sys.exit(main())
+    entry()

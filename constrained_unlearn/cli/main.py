@@ -287,18 +287,20 @@ def _muse_sequence(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from constrained_unlearn.cli.process import loading
     from constrained_unlearn.llm import PromptTemplate, load_model_and_tokenizer
 
     logger.info("loading %s", args.model)
-    # the model first: a missing id fails in seconds, before the evaluator's imports
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
-    from constrained_unlearn.recipes.llm_unlearn import check_output_dir
+    with loading():
+        # the model first: a missing id fails in seconds, before the evaluator's imports
+        model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
+        from constrained_unlearn.recipes.llm_unlearn import check_output_dir
 
-    check_output_dir(args.output_dir)  # before any scoring
-    from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log
-    from constrained_unlearn.recipes.data import load_benchmark
+        check_output_dir(args.output_dir)  # before any scoring
+        from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log
+        from constrained_unlearn.recipes.data import load_benchmark
 
-    data = load_benchmark(args.benchmark, args.data_path)
+        data = load_benchmark(args.benchmark, args.data_path)
     kwargs: dict[str, Any] = {
         "forget_split": args.split,
         "holdout_split": args.split.replace("forget", "holdout"),
