@@ -98,6 +98,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from constrained_unlearn.cli.process import entry
+    from constrained_unlearn.cli.process import run_as_program
 
-    entry(main)  # the program's own collector policy, as the console script
+    run_as_program(main)  # the program's own collector policy, as the console script

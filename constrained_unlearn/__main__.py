@@ -5,6 +5,6 @@ from __future__ import annotations
 __all__: list[str] = []
 
 if __name__ == "__main__":
-    from constrained_unlearn.cli.process import entry
+    from constrained_unlearn.cli.main import entry
 
     entry()

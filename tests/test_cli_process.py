@@ -35,7 +35,7 @@ def test_the_program_pauses_collection_while_loading_then_freezes_and_keeps_its_
             print("ran")
             return 3
 
-        process.entry(run)
+        process.run_as_program(run)
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry", "main"]
 
 logger = logging.getLogger("constrained_unlearn.cli")
 
@@ -592,6 +592,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     finally:
         restore()
+
+
+def entry() -> None:
+    """The console script and ``python -m constrained_unlearn``: `main` as the program that
+    owns the process (see `constrained_unlearn.cli.process`)."""
+    from constrained_unlearn.cli.process import run_as_program
+
+    run_as_program(main)
 
 
 def _run(args: argparse.Namespace) -> int:

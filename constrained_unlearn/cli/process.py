@@ -9,12 +9,12 @@ is garbage, so the program
 
 * pauses the collector while it imports and loads (`loading`), then moves everything that
   exists into the permanent generation (``gc.freeze``), which later collections skip;
-* freezes again just before the interpreter exits (`entry`), so shutdown does not walk the
+* freezes again just before the interpreter exits (`run_as_program`), so shutdown does not walk the
   heap (memory goes back to the operating system with the process either way).
 
 Reference counting still frees every object as usual; only cycles created *before* a freeze
 are never collected, and those are the imported modules and the loaded model. This applies only
-when the program owns its process (`entry`, the console script and ``python -m``); calling
+when the program owns its process (`run_as_program`: the console script and ``python -m``); calling
 `constrained_unlearn.cli.main.main` from your own code or a test leaves the collector alone.
 """
 
@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["entry", "loading", "owns_process"]
+__all__ = ["loading", "owns_process", "run_as_program"]
 
 _owned = False
 
@@ -51,15 +51,11 @@ def loading() -> Iterator[None]:
             gc.enable()
 
 
-def entry(run: Callable[[], int] | None = None) -> None:
-    """The console script: run the command line (or ``run``, e.g. a benchmark script that
-    times what the command does), freeze the heap, exit with its status."""
+def run_as_program(run: Callable[[], int]) -> None:
+    """Run ``run`` as the program that owns this process (the console script, ``python -m``,
+    a benchmark that times what a command does): freeze the heap, exit with its status."""
     global _owned
     _owned = True
-    if run is None:
-        from constrained_unlearn.cli.main import main
-
-        run = main
     try:
         status = run()
     finally:
