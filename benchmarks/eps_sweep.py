@@ -28,6 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "efficacy"))
 
+if __name__ == "__main__":  # documented numbers: the pinned kernels (constrained_unlearn.numerics)
+    from constrained_unlearn.numerics import pin_cpu_numerics
+
+    pin_cpu_numerics()
+
 from protocol import _json_safe, run_meta  # noqa: E402
 from runner import prepare, run_trial  # noqa: E402
 from spaces import Arm  # noqa: E402

@@ -45,6 +45,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+if __name__ == "__main__":  # documented numbers: the pinned kernels (constrained_unlearn.numerics)
+    from constrained_unlearn.numerics import pin_cpu_numerics
+
+    pin_cpu_numerics()
+
 from runner import Benchmark, prepare, run_trial  # noqa: E402
 from spaces import (  # noqa: E402
     SELECTION_RULES,
@@ -215,9 +220,13 @@ def _git_commit() -> str:
 def _machine() -> str:
     import torch
 
+    from constrained_unlearn.numerics import describe_cpu_numerics
+
+    kernels = describe_cpu_numerics()
     return (
         f"{platform.machine()}, {os.cpu_count()} vCPU, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s)"
+        f"{torch.get_num_threads()} thread(s), {kernels['cpu_capability']} kernels, "
+        f"MKL {kernels['mkl_cbwr']}"
     )
 
 

@@ -30,6 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+if __name__ == "__main__":  # documented numbers: the pinned kernels (constrained_unlearn.numerics)
+    from constrained_unlearn.numerics import pin_cpu_numerics
+
+    pin_cpu_numerics()
+
 from protocol import _git_commit, _json_safe, _machine  # noqa: E402
 from stats import median  # noqa: E402
 
@@ -62,13 +67,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="benchmarks/efficacy/results/verify_defaults")
     parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads of each run (the demo's: 2)"
+    )
     args = parser.parse_args(argv)
     import torch
 
     from constrained_unlearn.recipes.demo import run_demo
     from constrained_unlearn.recipes.evaluate import agg
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     uri = args.tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
@@ -82,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             output_dir=str(out / f"seed{seed}"),
             tracking_uri=uri,
             overrides=list(args.overrides),
+            threads=args.threads,
         )
         result = res["result"]
         target_mu = agg(res["target"], "model_utility")

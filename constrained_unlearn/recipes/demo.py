@@ -34,6 +34,7 @@ __all__ = [
     "cached_evaluation",
     "format_table",
     "log_references",
+    "numerics_line",
     "prepare_minitofu",
     "run_demo",
     "run_label",
@@ -142,6 +143,24 @@ def log_references(
             tracking_uri=cfg.tracking.tracking_uri,
             tags={"model": str(results.get("provenance", {}).get("model", {}).get("name", ""))},
         )
+
+
+def numerics_line() -> str:
+    """One line naming the CPU kernels and threads the numbers above were computed with."""
+    from constrained_unlearn.numerics import PINNED_ENVIRONMENT, describe_cpu_numerics
+
+    d = describe_cpu_numerics()
+    pinned = d["machine"] in ("x86_64", "amd64") and d["cpu_capability"] == "AVX2"
+    pinned = pinned and d["mkl_cbwr"].upper() == PINNED_ENVIRONMENT["MKL_CBWR"]
+    where = (
+        "pinned: the same seed and threads give these numbers on any x86-64 machine"
+        if pinned
+        else "this machine's own kernels: another machine may print other numbers"
+    )
+    return (
+        f"numerics: {d['cpu_capability']} kernels, MKL {d['mkl_cbwr']}, "
+        f"{torch.get_num_threads()} threads ({where}; constrained_unlearn.numerics)"
+    )
 
 
 def say_where(run_id: str | None, tracking_uri: str | None) -> str:
@@ -282,6 +301,7 @@ def run_demo(
         f"λ: {lambdas[0]:.3g} → {lambdas[-1]:.3g} over {len(lambdas)} steps; "
         f"retain loss at start {start:.3f}, ε = {bound:.3f}, after {result.final_retain_loss:.3f}"
     )
+    print(numerics_line())
     print(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
     (out / "demo_table.md").write_text(table + "\n")
     print(say_where(result.run_id, cfg.tracking.tracking_uri))

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from constrained_unlearn.recipes.config import RunConfig, load_config
-from constrained_unlearn.recipes.demo import cached_evaluation, run_label, say_where
+from constrained_unlearn.recipes.demo import cached_evaluation, numerics_line, run_label, say_where
 from constrained_unlearn.recipes.llm_unlearn import UnlearnResult
 from constrained_unlearn.recipes.muse_sequences import (
     HEADLINE_METRICS,
@@ -268,6 +268,7 @@ def run_muse_demo(
         f"λ: {lambdas[0]:.3g} → {lambdas[-1]:.3g} over {len(lambdas)} steps; retain loss at "
         f"start {start:.3f}, ε = {bound:.3f}, after {result.final_retain_loss:.3f}"
     )
+    print(numerics_line())
     print(f"MUSE demo finished in {seconds:.0f} s; outputs in {out}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_table.md").write_text(table + "\n")

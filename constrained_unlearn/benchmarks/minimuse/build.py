@@ -56,6 +56,7 @@ from constrained_unlearn.benchmarks.minitofu.finetune import TrainSettings
 from constrained_unlearn.benchmarks.minitofu.model import ModelSpec, make_model
 from constrained_unlearn.benchmarks.minitofu.tokenizer import iter_text, train_tokenizer
 from constrained_unlearn.benchmarks.muse import load_muse
+from constrained_unlearn.numerics import describe_cpu_numerics
 
 __all__ = [
     "EVAL_CONFIGS",
@@ -148,6 +149,8 @@ def cache_key_inputs(seed: int, recipe: Recipe) -> dict[str, Any]:
         "model": recipe.model.as_dict(),
         "train": recipe.train.as_dict(),
         "qa_block_max": recipe.qa_block_max,
+        # the kernels decide the floats of a 1,000-step training run (constrained_unlearn.numerics)
+        "numerics": describe_cpu_numerics(),
     }
 
 

@@ -5,9 +5,11 @@ Cache
     ``$CONSTRAINED_UNLEARN_CACHE/minitofu`` if that variable is set, else
     ``~/.cache/constrained_unlearn/minitofu``. ``key`` is the first 16 hex digits of the SHA-256 of
     the canonical JSON of everything that determines the result (`cache_key_inputs`):
-    generator version, seed, size, tokenizer vocabulary size, model spec, training settings and
-    forget split. Changing any of them builds a new entry; nothing else is consulted (the thread
-    count can change the last bits of the weights and is deliberately not part of the key).
+    generator version, seed, size, tokenizer vocabulary size, model spec, training settings,
+    forget split and the CPU kernels in force (`constrained_unlearn.numerics`: the same seed
+    gives other weights under other kernels, so such builds are different entries). Changing
+    any of them builds a new entry; nothing else is consulted (the thread count, default 1,
+    can change the last bits of the weights and is deliberately not part of the key).
 
     An entry is built in a sibling temporary folder and renamed into place only when complete
     (``manifest.json`` written last), so an interrupted build never leaves a half entry. The
@@ -64,6 +66,7 @@ from constrained_unlearn.benchmarks.minitofu.tokenizer import (
     train_tokenizer,
 )
 from constrained_unlearn.benchmarks.tofu import load_tofu
+from constrained_unlearn.numerics import describe_cpu_numerics
 
 __all__ = [
     "PRESETS",
@@ -118,6 +121,8 @@ def cache_key_inputs(seed: int, recipe: Recipe, forget_split: str) -> dict[str, 
         "model": recipe.model.as_dict(),
         "train": recipe.train.as_dict(),
         "forget_split": forget_split,
+        # the kernels decide the floats of a 1,000-step training run (constrained_unlearn.numerics)
+        "numerics": describe_cpu_numerics(),
     }
 
 
