@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from constrained_unlearn.benchmarks.minimuse import build_minimuse
 from constrained_unlearn.cli.main import build_parser, main
@@ -144,6 +145,8 @@ def test_cli_dispatch_and_muse_demo(mini, tmp_path, capsys):
     parser = build_parser()
     assert parser.parse_args(["demo"]).benchmark == "minitofu"
     assert parser.parse_args(["demo", "--benchmark", "muse"]).benchmark == "muse"
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
     code = main(
         [
             "demo",
@@ -160,7 +163,10 @@ def test_cli_dispatch_and_muse_demo(mini, tmp_path, capsys):
         ]
     )
     assert code == 0
+    assert torch.get_num_threads() == 1  # the demo's 2 threads do not outlive it in our process
+    torch.set_num_threads(threads_before)
     printed = capsys.readouterr().out
+    assert "numerics: " in printed and "2 threads" in printed
     for column in ("VerbMem forget", "KnowMem forget", "KnowMem retain", "PrivLeak"):
         assert column in printed
     assert "| pdu (gda) |" in printed and "| retrained |" in printed

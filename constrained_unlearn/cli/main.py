@@ -117,6 +117,17 @@ def _demo(args: argparse.Namespace) -> int:
         from constrained_unlearn.numerics import pin_cpu_numerics
 
         pin_cpu_numerics()
+    import torch
+
+    threads_before = torch.get_num_threads()  # a caller's process gets its setting back
+    try:
+        _run_demo(args)
+    finally:
+        torch.set_num_threads(threads_before)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> None:
     if args.benchmark == "muse":
         from constrained_unlearn.recipes.muse_demo import run_muse_demo
 
@@ -131,7 +142,7 @@ def _demo(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             threads=args.threads,
         )
-        return 0
+        return
     from constrained_unlearn.recipes.demo import run_demo
 
     run_demo(
@@ -143,7 +154,6 @@ def _demo(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         threads=args.threads,
     )
-    return 0
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
