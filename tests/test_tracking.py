@@ -218,6 +218,8 @@ def test_run_is_logged_and_read_back(kind, request, tmp_path):
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
     assert tags["mlflow.user"] and tags["world_size"] == "1"
     assert tags["torch.version"] == str(torch.__version__)
+    assert tags["torch.cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert tags["mkl.cbwr"] == os.environ.get("MKL_CBWR", "native")
     assert tags["constrained_unlearn.version"] != ""
     assert "tracking_degraded" not in tags
     experiment = client.get_experiment(logged.info.experiment_id)

@@ -49,6 +49,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from constrained_unlearn.engine.history import Callback, StepRecord
+from constrained_unlearn.numerics import describe_cpu_numerics
 from constrained_unlearn.tracking.preflight import (
     DEFAULT_EXPERIMENT,
     DEFAULT_TRACKING_URI,
@@ -176,7 +177,9 @@ def _library_version() -> str:
 
 
 def system_tags() -> dict[str, str]:
-    """What MLflow's fluent ``start_run`` records, plus library, torch and Python versions.
+    """What MLflow's fluent ``start_run`` records, plus library, torch and Python versions and
+    the CPU kernels in force (`constrained_unlearn.numerics`: runs on other kernels give other
+    floats, so a comparison can tell them apart).
 
     ``mlflow.source.git.commit`` is the commit of the git checkout holding the entry-point
     script (else the working folder), as MLflow does; ``constrained_unlearn.git_commit`` the
@@ -197,6 +200,9 @@ def system_tags() -> dict[str, str]:
         "torch.version": str(torch.__version__),
         "python.version": platform.python_version(),
     }
+    kernels = describe_cpu_numerics()
+    tags["torch.cpu_capability"] = kernels["cpu_capability"]
+    tags["mkl.cbwr"] = kernels["mkl_cbwr"]
     commit = _git_commit(entry.parent if entry.is_file() else Path.cwd())
     if commit:
         tags["mlflow.source.git.commit"] = commit
