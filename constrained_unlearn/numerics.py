@@ -34,7 +34,7 @@ import os
 import platform
 import sys
 
-__all__ = ["PINNED_ENVIRONMENT", "describe_cpu_numerics", "pin_cpu_numerics"]
+__all__ = ["PINNED_ENVIRONMENT", "describe_cpu_numerics", "is_pinned", "pin_cpu_numerics"]
 
 PINNED_ENVIRONMENT: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -76,3 +76,14 @@ def describe_cpu_numerics() -> dict[str, str]:
         "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "mkl_cbwr": os.environ.get("MKL_CBWR", "native"),
     }
+
+
+def is_pinned(described: dict[str, str] | None = None) -> bool:
+    """Whether a `describe_cpu_numerics` result (default: this process's) is the pinned set:
+    an x86-64 machine running ATen's AVX2 kernels with ``MKL_CBWR=AVX2``."""
+    d = describe_cpu_numerics() if described is None else described
+    return (
+        d["machine"] in _X86_64
+        and d["cpu_capability"].upper() == PINNED_ENVIRONMENT["ATEN_CPU_CAPABILITY"].upper()
+        and d["mkl_cbwr"].upper() == PINNED_ENVIRONMENT["MKL_CBWR"]
+    )

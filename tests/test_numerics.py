@@ -12,6 +12,7 @@ import textwrap
 from constrained_unlearn.numerics import (
     PINNED_ENVIRONMENT,
     describe_cpu_numerics,
+    is_pinned,
     pin_cpu_numerics,
 )
 
@@ -36,6 +37,7 @@ PIN_THEN_IMPORT = """
     pinned = pin_cpu_numerics()
     import torch
     print(json.dumps({"pinned": pinned, **describe_cpu_numerics(),
+                      "is_pinned": __import__("constrained_unlearn.numerics").numerics.is_pinned(),
                       "env": {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}}))
 """
 
@@ -43,7 +45,7 @@ PIN_THEN_IMPORT = """
 def test_pinning_before_torch_selects_the_avx2_kernels_on_x86_64():
     got = _fresh_python(PIN_THEN_IMPORT)
     if X86_64:
-        assert got["pinned"] is True
+        assert got["pinned"] is True and got["is_pinned"] is True
         assert got["cpu_capability"] == "AVX2"
         assert got["mkl_cbwr"] == "AVX2"
     else:  # other architectures keep their own kernels and say so
@@ -55,7 +57,7 @@ def test_a_choice_the_user_made_is_kept_and_reported_as_not_pinned():
     got = _fresh_python(PIN_THEN_IMPORT, MKL_CBWR="COMPATIBLE")
     assert got["env"]["MKL_CBWR"] == "COMPATIBLE"
     assert got["mkl_cbwr"] == "COMPATIBLE"
-    assert got["pinned"] is False
+    assert got["pinned"] is False and got["is_pinned"] is False
 
 
 def test_after_torch_is_imported_nothing_is_changed():
@@ -118,3 +120,11 @@ def test_the_demo_program_pins_its_kernels_and_prints_them(tmp_path):
         assert line.startswith("numerics: AVX2 kernels, MKL AVX2, 2 threads (pinned")
     else:
         assert "this machine's own kernels" in line
+
+
+def test_is_pinned_reads_a_description():
+    pinned = {"machine": "x86_64", "cpu_capability": "AVX2", "mkl_cbwr": "AVX2"}
+    assert is_pinned(pinned)
+    assert not is_pinned({**pinned, "cpu_capability": "AVX512"})
+    assert not is_pinned({**pinned, "mkl_cbwr": "native"})
+    assert not is_pinned({**pinned, "machine": "arm64"})

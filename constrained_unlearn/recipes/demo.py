@@ -147,14 +147,12 @@ def log_references(
 
 def numerics_line() -> str:
     """One line naming the CPU kernels and threads the numbers above were computed with."""
-    from constrained_unlearn.numerics import PINNED_ENVIRONMENT, describe_cpu_numerics
+    from constrained_unlearn.numerics import describe_cpu_numerics, is_pinned
 
     d = describe_cpu_numerics()
-    pinned = d["machine"] in ("x86_64", "amd64") and d["cpu_capability"] == "AVX2"
-    pinned = pinned and d["mkl_cbwr"].upper() == PINNED_ENVIRONMENT["MKL_CBWR"]
     where = (
         "pinned: the same seed and threads give these numbers on any x86-64 machine"
-        if pinned
+        if is_pinned(d)
         else "this machine's own kernels: another machine may print other numbers"
     )
     return (
