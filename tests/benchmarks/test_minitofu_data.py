@@ -65,6 +65,18 @@ def test_default_sizes(default_data):
     assert len(default_data["world_facts_perturbed"]) == size.n_world_facts
 
 
+def test_large_preset_has_tofus_200_authors_and_200_forget10_questions():
+    data = generate_minitofu(0, "large")
+    size = SIZE_PRESETS["large"]
+    assert size.n_authors == 200
+    assert len(data["full"]) == 2000
+    assert len(data["forget10"]) == len(data["holdout10"]) == 200
+    assert len(data["retain90"]) == 1800
+    assert not {r["question"] for r in data["forget10"]} & {r["question"] for r in data["retain90"]}
+    names = [a.name for a in generate_authors(0, size.n_authors + size.n_holdout)]
+    assert len(set(names)) == len(names)
+
+
 def test_forget_and_retain_split_by_author(default_data):
     size = SIZE_PRESETS["default"]
     names = [a.name for a in generate_authors(0, size.n_authors + size.n_holdout)]

@@ -102,6 +102,11 @@ PRESETS: dict[str, Recipe] = {
     ),
     # The demo: ≈0.7M-parameter model that memorises 1,080 QA pairs.
     "default": Recipe(size=resolve_size("default")),
+    # TOFU's 200 authors (2,000 QA pairs) and a wider model to memorise them (≈ 1.6M parameters).
+    "large": Recipe(
+        size=resolve_size("large"),
+        model=ModelSpec(hidden_size=192, intermediate_size=768, num_attention_heads=4),
+    ),
 }
 """Named recipes. ``build_minitofu(size=...)`` takes one of these names."""
 

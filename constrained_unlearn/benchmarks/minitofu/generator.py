@@ -228,6 +228,9 @@ SIZE_PRESETS: dict[str, MiniTofuSize] = {
     "tiny": MiniTofuSize(n_authors=20, qa_per_author=4, n_real_authors=8, n_world_facts=8),
     # The demo: 1000 fictitious QA pairs, 100 of them in forget10 (10 authors × 10).
     "default": MiniTofuSize(n_authors=100, qa_per_author=10, n_real_authors=40, n_world_facts=40),
+    # TOFU's 200 authors: 2000 QA pairs, 200 in forget10, so forget quality's KS test compares
+    # 200 truth ratios instead of 100 (finer p-values).
+    "large": MiniTofuSize(n_authors=200, qa_per_author=10, n_real_authors=40, n_world_facts=40),
 }
 
 
