@@ -151,7 +151,7 @@ def numerics_line() -> str:
 
     d = describe_cpu_numerics()
     where = (
-        "pinned: the same seed and threads give these numbers on any x86-64 machine"
+        "pinned: the same seed and threads give these numbers on any x86-64 machine with AVX2"
         if is_pinned(d)
         else "this machine's own kernels: another machine may print other numbers"
     )
