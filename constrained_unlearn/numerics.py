@@ -1,4 +1,4 @@
-"""Reproducible CPU numerics: the same floating-point results on every x86-64 machine.
+"""Reproducible CPU numerics: the same floating-point results on x86-64 machines with AVX2.
 
 A float32 training run is a chaotic map: a difference in the last bit of one matrix product
 grows, over a thousand optimiser steps, into a different model. On the CPU the bits depend
@@ -34,7 +34,13 @@ import os
 import platform
 import sys
 
-__all__ = ["PINNED_ENVIRONMENT", "describe_cpu_numerics", "is_pinned", "pin_cpu_numerics"]
+__all__ = [
+    "DOCUMENTED_THREADS",
+    "PINNED_ENVIRONMENT",
+    "describe_cpu_numerics",
+    "is_pinned",
+    "pin_cpu_numerics",
+]
 
 PINNED_ENVIRONMENT: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -42,6 +48,10 @@ PINNED_ENVIRONMENT: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 """The variables `pin_cpu_numerics` sets (each only when unset)."""
+
+DOCUMENTED_THREADS = 2
+"""torch's thread count of the documented numbers (the demo's default): reductions split by
+thread, so the thread count is part of what a seed reproduces."""
 
 _X86_64 = ("x86_64", "amd64")
 

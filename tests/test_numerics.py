@@ -19,13 +19,17 @@ from constrained_unlearn.numerics import (
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
+def _unpinned_environment(**env: str) -> dict[str, str]:
+    """This process's environment without the pinning variables, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT}, **env}
+
+
 def _fresh_python(code: str, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
-        env={**clean, **env},
+        env=_unpinned_environment(**env),
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -92,7 +96,6 @@ def test_the_demo_line_names_the_kernels_and_threads():
 
 
 def test_the_demo_program_pins_its_kernels_and_prints_them(tmp_path):
-    clean = {k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT}
     done = subprocess.run(
         [
             sys.executable,
@@ -111,7 +114,7 @@ def test_the_demo_program_pins_its_kernels_and_prints_them(tmp_path):
         ],
         capture_output=True,
         text=True,
-        env={**clean, "CONSTRAINED_UNLEARN_CACHE": str(tmp_path / "cache")},
+        env=_unpinned_environment(CONSTRAINED_UNLEARN_CACHE=str(tmp_path / "cache")),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| pdu (" in done.stdout

@@ -30,9 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-if __name__ == "__main__":  # documented numbers: the pinned kernels (constrained_unlearn.numerics)
-    from constrained_unlearn.numerics import pin_cpu_numerics
+from constrained_unlearn.numerics import DOCUMENTED_THREADS, pin_cpu_numerics  # noqa: E402
 
+if __name__ == "__main__":  # documented numbers: the pinned kernels (constrained_unlearn.numerics)
     pin_cpu_numerics()
 
 from protocol import _git_commit, _json_safe, _machine  # noqa: E402
@@ -68,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="benchmarks/efficacy/results/verify_defaults")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument(
-        "--threads", type=int, default=2, help="torch threads of each run (the demo's: 2)"
+        "--threads",
+        type=int,
+        default=DOCUMENTED_THREADS,
+        help="torch threads of each run (the demo's default)",
     )
     args = parser.parse_args(argv)
     import torch

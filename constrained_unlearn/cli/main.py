@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from constrained_unlearn.numerics import DOCUMENTED_THREADS, pin_cpu_numerics
+
 __all__ = ["build_parser", "entry", "main"]
 
 logger = logging.getLogger("constrained_unlearn.cli")
@@ -114,8 +116,6 @@ def _demo(args: argparse.Namespace) -> int:
     from constrained_unlearn.cli.process import owns_process
 
     if owns_process():  # the documented tables were measured with these kernels
-        from constrained_unlearn.numerics import pin_cpu_numerics
-
         pin_cpu_numerics()
     import torch
 
@@ -465,8 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--threads",
         type=int,
-        default=2,
-        help="torch CPU threads (the documented tables use 2; the results depend on it)",
+        default=DOCUMENTED_THREADS,
+        help="torch CPU threads (the documented tables use this many; the results depend on it)",
     )
     demo.add_argument("overrides", nargs="*", help="config overrides, e.g. method.solver=nupi")
     demo.set_defaults(func=_demo)
