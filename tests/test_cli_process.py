@@ -49,3 +49,54 @@ def test_python_dash_m_reports_the_version_through_the_entry():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def _program(body: str) -> subprocess.CompletedProcess[str]:
+    code = "from constrained_unlearn.cli import process\n" + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_the_program_ends_after_its_exit_handlers_with_every_stream_flushed():
+    done = _program(
+        """
+        import atexit, sys
+        atexit.register(lambda: print("handler ran"))
+        def run():
+            sys.stdout.write("no newline, still buffered")
+            sys.stderr.write("to stderr")
+            return 4
+        process.run_as_program(run)
+        """
+    )
+    assert done.returncode == 4
+    assert done.stdout == "no newline, still buffered" + "handler ran\n"
+    assert done.stderr == "to stderr"
+
+
+def test_the_program_waits_for_a_thread_that_is_still_writing():
+    done = _program(
+        """
+        import threading, time
+        def write():
+            time.sleep(0.3)
+            print("written by the thread", flush=True)
+        def run():
+            threading.Thread(target=write).start()
+            return 0
+        process.run_as_program(run)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "written by the thread"
+
+
+def test_a_command_that_raises_takes_the_ordinary_exit_with_its_traceback():
+    done = _program(
+        """
+        def run():
+            raise RuntimeError("the reason")
+        process.run_as_program(run)
+        """
+    )
+    assert done.returncode == 1
+    assert "RuntimeError: the reason" in done.stderr
