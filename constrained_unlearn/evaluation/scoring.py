@@ -34,8 +34,9 @@ from constrained_unlearn.llm.head import answer_hidden, head_inputs
 from constrained_unlearn.llm.tokenization import (
     PromptTemplate,
     Tokenization,
-    encode_prompt,
+    encode_prompts,
     encode_qa,
+    token_ids,
 )
 from constrained_unlearn.losses.masking import IGNORE_INDEX, next_token_alignment
 
@@ -227,6 +228,7 @@ def encode_pair(
     max_length: int,
     tokenization: Tokenization = "separate",
     prompt_ids: Sequence[int] | None = None,
+    answer_ids: Sequence[int] | None = None,
 ) -> ScoredSequence:
     """A QA pair as a `ScoredSequence` (EOS appended and scored): prompt and answer
     tokenised separately, or as one string with the prompt's length masked (``"joint"``, as
@@ -239,6 +241,7 @@ def encode_pair(
         max_length=max_length,
         tokenization=tokenization,
         prompt_ids=prompt_ids,
+        answer_ids=answer_ids,
     )
     return ScoredSequence(input_ids=encoded.input_ids, prompt_length=encoded.prompt_length)
 
@@ -374,17 +377,7 @@ def score_question_set(
         ``{column: ColumnScores}``.
     """
     template = template if template is not None else PromptTemplate()
-    sequences: list[ScoredSequence] = []
-    prompt_cache: dict[str, list[int]] = {}  # every answer variant of a question shares it
-
-    def prompt_ids_of(question: str) -> list[int]:
-        if question not in prompt_cache:
-            prompt = template.format_prompt(tokenizer, question)
-            prompt_cache[question] = encode_prompt(
-                tokenizer, prompt, add_special_tokens=template.adds_special_tokens
-            )
-        return prompt_cache[question]
-
+    pairs: list[tuple[str, str]] = []
     layout: dict[str, tuple[list[int], bool]] = {}
     for column in columns:
         offsets = [0]
@@ -397,20 +390,36 @@ def score_question_set(
             answers, row_is_list = _answers_of(row, column, i)
             is_list = is_list or row_is_list
             question = str(row[question_key])
-            for answer in answers:
-                sequences.append(
-                    encode_pair(
-                        tokenizer,
-                        question,
-                        answer,
-                        template=template,
-                        max_length=max_length,
-                        tokenization=tokenization,
-                        prompt_ids=prompt_ids_of(question),
-                    )
-                )
+            pairs.extend((question, answer) for answer in answers)
             offsets.append(offsets[-1] + len(answers))
         layout[column] = (offsets, is_list)
+
+    # every answer variant of a question shares its prompt; each distinct text is tokenised
+    # once, all of them in one batched call per kind
+    questions = list(dict.fromkeys(q for q, _ in pairs))
+    prompts = encode_prompts(
+        tokenizer,
+        [template.format_prompt(tokenizer, q) for q in questions],
+        add_special_tokens=template.adds_special_tokens,
+    )
+    prompt_of = dict(zip(questions, prompts))
+    answer_of: dict[str, list[int]] = {}
+    if tokenization == "separate":
+        texts = list(dict.fromkeys(a for _, a in pairs))
+        answer_of = dict(zip(texts, token_ids(tokenizer, texts, add_special_tokens=False)))
+    sequences = [
+        encode_pair(
+            tokenizer,
+            question,
+            answer,
+            template=template,
+            max_length=max_length,
+            tokenization=tokenization,
+            prompt_ids=prompt_of[question],
+            answer_ids=answer_of.get(answer),
+        )
+        for question, answer in pairs
+    ]
     stats = score_sequences(
         model, sequences, batch_size=batch_size, pad_token_id=_pad_id(tokenizer)
     )

@@ -86,7 +86,7 @@ from constrained_unlearn.evaluation.scoring import (
     score_question_set,
 )
 from constrained_unlearn.llm.generation import default_max_new_tokens, generate_batched
-from constrained_unlearn.llm.tokenization import PromptTemplate, check_tokenization, encode_prompt
+from constrained_unlearn.llm.tokenization import PromptTemplate, check_tokenization, encode_prompts
 
 __all__ = [
     "ALL_TOFU_METRICS",
@@ -518,7 +518,7 @@ class TofuEvaluator(Evaluator):
             return self.max_new_tokens
         special = self.template.adds_special_tokens
         longest = max(
-            (len(encode_prompt(self.tokenizer, p, add_special_tokens=special)) for p in prompts),
+            map(len, encode_prompts(self.tokenizer, prompts, add_special_tokens=special)),
             default=0,
         )
         return default_max_new_tokens(self.model, longest)
@@ -539,8 +539,8 @@ class TofuEvaluator(Evaluator):
         # have alone; prompts with equal budgets are generated together.
         total = self.max_new_tokens if self.max_new_tokens is not None else 200
         budgets: dict[int, list[int]] = {}
-        for i, p in enumerate(prompts):
-            length = len(encode_prompt(self.tokenizer, p, add_special_tokens=add_special))
+        lengths = map(len, encode_prompts(self.tokenizer, prompts, add_special_tokens=add_special))
+        for i, length in enumerate(lengths):
             budgets.setdefault(max(1, total - length), []).append(i)
         out = [""] * len(prompts)
         for each, idx in budgets.items():

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         PromptTemplate,
         QADataset,
         encode_prompt,
+        encode_prompts,
         encode_qa,
         ensure_pad_token,
     )
@@ -58,6 +59,7 @@ __all__ = [
     "concat_batches",
     "cut_at_stop_strings",
     "encode_prompt",
+    "encode_prompts",
     "encode_qa",
     "ensure_pad_token",
     "generate_batched",
@@ -93,6 +95,7 @@ _SUBMODULE = {
     "PromptTemplate": "tokenization",
     "QADataset": "tokenization",
     "encode_prompt": "tokenization",
+    "encode_prompts": "tokenization",
     "encode_qa": "tokenization",
     "ensure_pad_token": "tokenization",
 }

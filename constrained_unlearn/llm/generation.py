@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from constrained_unlearn.llm.collate import pad_collate
-from constrained_unlearn.llm.tokenization import encode_prompt
+from constrained_unlearn.llm.tokenization import encode_prompts
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
@@ -135,7 +135,7 @@ def generate_batched(
     if len(prompts) == 0:
         return []
 
-    encoded = [encode_prompt(tokenizer, p, add_special_tokens=add_special_tokens) for p in prompts]
+    encoded = encode_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens)
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(model, max(len(e) for e in encoded))
     eos_ids = _eos_ids(model, tokenizer)

@@ -53,8 +53,10 @@ __all__ = [
     "Tokenization",
     "check_tokenization",
     "encode_prompt",
+    "encode_prompts",
     "encode_qa",
     "ensure_pad_token",
+    "token_ids",
 ]
 
 
@@ -150,19 +152,41 @@ def check_tokenization(tokenization: str) -> str:
     return tokenization
 
 
-def encode_prompt(tokenizer: Any, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
-    """Token ids of a prompt string, BOS included if the tokenizer adds one, never a final EOS.
+def token_ids(tokenizer: Any, texts: Sequence[str], *, add_special_tokens: bool) -> list[list[int]]:
+    """``[tokenizer(t, add_special_tokens=...)["input_ids"] for t in texts]`` in one batched
+    tokenizer call (a fast tokenizer encodes the list in one pass; the ids are the same as one
+    call per text, since nothing is padded or truncated)."""
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+    return [list(ids) for ids in encoded]
+
+
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str], *, add_special_tokens: bool = True
+) -> list[list[int]]:
+    """Token ids of each prompt string, BOS included if the tokenizer adds one, never a final
+    EOS; one batched tokenizer call (`token_ids`).
 
     Some tokenizers append EOS when adding special tokens (``add_eos_token=True``); a prompt
-    must not end the sequence, so such a trailing EOS is removed.
+    must not end the sequence, so such a trailing EOS is removed (unless the prompt's own text
+    ends with the EOS token).
     """
-    ids = list(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
+    out = token_ids(tokenizer, prompts, add_special_tokens=add_special_tokens)
     eos = tokenizer.eos_token_id
-    if add_special_tokens and eos is not None and ids and ids[-1] == eos:
-        plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if not plain or plain[-1] != eos:
-            ids = ids[:-1]
-    return ids
+    if not add_special_tokens or eos is None:
+        return out
+    ending = [i for i, ids in enumerate(out) if ids and ids[-1] == eos]
+    plain = token_ids(tokenizer, [prompts[i] for i in ending], add_special_tokens=False)
+    for i, ids in zip(ending, plain):
+        if not ids or ids[-1] != eos:
+            out[i] = out[i][:-1]
+    return out
+
+
+def encode_prompt(tokenizer: Any, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of one prompt string: `encode_prompts` of ``[prompt]``."""
+    return encode_prompts(tokenizer, [prompt], add_special_tokens=add_special_tokens)[0]
 
 
 @dataclass
@@ -191,6 +215,7 @@ def encode_qa(
     max_length: int = 512,
     tokenization: Tokenization = "separate",
     prompt_ids: Sequence[int] | None = None,
+    answer_ids: Sequence[int] | None = None,
 ) -> EncodedQA:
     """Encode a QA pair for teacher-forced training or scoring (see the module docstring).
 
@@ -204,11 +229,14 @@ def encode_qa(
         tokenization: ``"separate"`` (default) or ``"joint"`` (module docstring).
         prompt_ids: the prompt's ids if already computed ([`encode_prompt`][constrained_unlearn.llm.encode_prompt] of the
             formatted prompt); saves one tokenizer call per answer when a question has many.
+        answer_ids: the answer's ids if already computed (``tokenizer(answer,
+            add_special_tokens=False)``, e.g. one batched `token_ids` call for many answers);
+            ``"separate"`` only, since ``"joint"`` tokenises prompt and answer as one string.
 
     Raises:
         ValueError: if the tokenizer has no EOS token, or if the answer plus EOS leaves no room
             for a single prompt token within ``max_length`` (the first answer token would have
-            no position predicting it).
+            no position predicting it), or if ``answer_ids`` is given with ``"joint"``.
     """
     template = template if template is not None else PromptTemplate()
     eos = tokenizer.eos_token_id
@@ -221,16 +249,23 @@ def encode_qa(
         raise ValueError(f"max_length must be ≥ 2, got {max_length}")
 
     check_tokenization(tokenization)
+    if answer_ids is not None and tokenization != "separate":
+        raise ValueError(
+            "answer_ids= applies to tokenization='separate' only: 'joint' tokenises the prompt "
+            "and the answer as one string; drop answer_ids"
+        )
 
     special = template.adds_special_tokens
     if prompt_ids is None:
         prompt = template.format_prompt(tokenizer, question)
         prompt_ids = encode_prompt(tokenizer, prompt, add_special_tokens=special)
-    prompt_ids = list(prompt_ids)
+    context = list(prompt_ids)
     if tokenization == "separate":
-        answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
-        if not answer_ids or answer_ids[-1] != eos:
-            answer_ids.append(eos)
+        if answer_ids is None:
+            answer_ids = token_ids(tokenizer, [answer], add_special_tokens=False)[0]
+        target = list(answer_ids)
+        if not target or target[-1] != eos:
+            target.append(eos)
     else:
         text = template.format_conversation(tokenizer, question, answer)
         full = list(tokenizer(text, add_special_tokens=special)["input_ids"])
@@ -238,33 +273,33 @@ def encode_qa(
             full.append(eos)
         # mask the first len(tokenize(prompt)) ids, whatever they became in the joint string
         # (at least one id stays scored: the EOS)
-        cut = min(len(prompt_ids), len(full) - 1)
-        prompt_ids, answer_ids = full[:cut], full[cut:]
+        cut = min(len(context), len(full) - 1)
+        context, target = full[:cut], full[cut:]
 
-    if len(answer_ids) + 1 > max_length:
+    if len(target) + 1 > max_length:
         raise ValueError(
-            f"the answer alone is {len(answer_ids)} tokens (EOS included) and does not fit "
+            f"the answer alone is {len(target)} tokens (EOS included) and does not fit "
             f"max_length={max_length} with at least one prompt token; raise max_length or "
             f"shorten the answer (starts {answer[:60]!r})"
         )
 
     truncated = False
-    budget = max_length - len(answer_ids)
-    if len(prompt_ids) > budget:
+    budget = max_length - len(target)
+    if len(context) > budget:
         truncated = True
         bos = tokenizer.bos_token_id
-        keep_bos = bos is not None and prompt_ids[0] == bos and budget >= 2
+        keep_bos = bos is not None and context[0] == bos and budget >= 2
         if keep_bos:
-            prompt_ids = [bos] + prompt_ids[len(prompt_ids) - (budget - 1) :]
+            context = [bos] + context[len(context) - (budget - 1) :]
         else:
-            prompt_ids = prompt_ids[len(prompt_ids) - budget :]
+            context = context[len(context) - budget :]
 
-    input_ids = prompt_ids + answer_ids
-    labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    input_ids = context + target
+    labels = [IGNORE_INDEX] * len(context) + target
     return EncodedQA(
         input_ids=input_ids,
         labels=labels,
-        prompt_length=len(prompt_ids),
+        prompt_length=len(context),
         prompt_truncated=truncated,
     )
 

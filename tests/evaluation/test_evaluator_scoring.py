@@ -105,6 +105,27 @@ def test_question_set_regroups_every_variant(model, tok) -> None:
         scores["perturbed_answer"].mean_nll()
 
 
+@pytest.mark.parametrize("tokenization", ["separate", "joint"])
+def test_question_set_encodes_each_pair_as_encode_pair_does(model, tok, tokenization) -> None:
+    scores = score_question_set(
+        model, tok, FORGET, ("answer", "perturbed_answer"), tokenization=tokenization
+    )
+    for column in ("answer", "perturbed_answer"):
+        expected = [
+            encode_pair(
+                tok,
+                row["question"],
+                a,
+                template=TEMPLATE,
+                max_length=512,
+                tokenization=tokenization,
+            ).target_ids
+            for row in FORGET
+            for a in ([row[column]] if isinstance(row[column], str) else row[column])
+        ]
+        assert scores[column].target_ids == expected
+
+
 def test_question_set_names_missing_column(model, tok) -> None:
     with pytest.raises(KeyError, match="paraphrased_answer"):
         score_question_set(model, tok, [{"question": "q", "answer": "a"}], ("paraphrased_answer",))

@@ -208,3 +208,50 @@ def test_qadataset_tokenization_option_and_bad_value(tokenizer):
     assert QADataset(rows, tokenizer).encoded[0] == encode_qa(tokenizer, Q, A)
     with pytest.raises(ValueError, match="tokenization='both'.*'separate'.*'joint'"):
         QADataset(rows, tokenizer, tokenization="both")  # type: ignore[arg-type]
+
+
+def _appending_eos(tokenizer):
+    """A copy of ``tokenizer`` whose special tokens are BOS in front and EOS at the end."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+def test_batched_prompt_ids_are_the_ids_of_one_call_per_prompt(tokenizer):
+    from constrained_unlearn.llm import encode_prompt, encode_prompts
+
+    prompts = ["Question: " + Q + "\nAnswer: ", "The quick brown fox", "Paris", "x"]
+    for special in (True, False):
+        batched = encode_prompts(tokenizer, prompts, add_special_tokens=special)
+        assert batched == [tokenizer(p, add_special_tokens=special)["input_ids"] for p in prompts]
+        assert batched == [encode_prompt(tokenizer, p, add_special_tokens=special) for p in prompts]
+    assert encode_prompts(tokenizer, []) == []
+
+
+def test_a_prompt_never_ends_with_the_eos_the_tokenizer_appends(tokenizer):
+    from constrained_unlearn.llm import encode_prompts
+
+    appending = _appending_eos(tokenizer)
+    eos = appending.eos_token_id
+    assert appending("Paris")["input_ids"][-1] == eos  # the tokenizer does append it
+    plain, own_eos = encode_prompts(appending, ["Paris", "Paris</s>"])
+    assert plain == appending("Paris")["input_ids"][:-1]
+    assert plain[0] == appending.bos_token_id and eos not in plain
+    assert own_eos[-1] == eos  # the prompt's own text ends with EOS: kept
+    assert encode_prompts(appending, ["Paris"], add_special_tokens=False)[0][-1] != eos
+
+
+def test_encode_qa_takes_precomputed_answer_ids_for_separate_only(tokenizer):
+    answer_ids = tokenizer(A, add_special_tokens=False)["input_ids"]
+    given = encode_qa(tokenizer, Q, A, answer_ids=answer_ids)
+    assert given == encode_qa(tokenizer, Q, A)
+    with pytest.raises(ValueError, match="answer_ids= applies to tokenization='separate'"):
+        encode_qa(tokenizer, Q, A, tokenization="joint", answer_ids=answer_ids)
