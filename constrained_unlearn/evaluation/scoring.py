@@ -34,9 +34,8 @@ from constrained_unlearn.llm.head import answer_hidden, head_inputs
 from constrained_unlearn.llm.tokenization import (
     PromptTemplate,
     Tokenization,
-    encode_prompts,
     encode_qa,
-    token_ids,
+    encode_qa_pairs,
 )
 from constrained_unlearn.losses.masking import IGNORE_INDEX, next_token_alignment
 
@@ -360,7 +359,8 @@ def score_question_set(
     """Score every answer of every column of a question set in one batched pass.
 
     All ``(question, answer)`` pairs of all requested columns (a list column contributes one
-    pair per item, any count per row) are encoded with `encode_pair`, scored by one
+    pair per item, any count per row) are encoded as `encode_pair` encodes them (one batched
+    [`encode_qa_pairs`][constrained_unlearn.llm.encode_qa_pairs] call), scored by one
     `score_sequences` call, and regrouped.
 
     Args:
@@ -394,31 +394,11 @@ def score_question_set(
             offsets.append(offsets[-1] + len(answers))
         layout[column] = (offsets, is_list)
 
-    # every answer variant of a question shares its prompt; each distinct text is tokenised
-    # once, all of them in one batched call per kind
-    questions = list(dict.fromkeys(q for q, _ in pairs))
-    prompts = encode_prompts(
-        tokenizer,
-        [template.format_prompt(tokenizer, q) for q in questions],
-        add_special_tokens=template.adds_special_tokens,
+    encoded = encode_qa_pairs(
+        tokenizer, pairs, template=template, max_length=max_length, tokenization=tokenization
     )
-    prompt_of = dict(zip(questions, prompts))
-    answer_of: dict[str, list[int]] = {}
-    if tokenization == "separate":
-        texts = list(dict.fromkeys(a for _, a in pairs))
-        answer_of = dict(zip(texts, token_ids(tokenizer, texts, add_special_tokens=False)))
     sequences = [
-        encode_pair(
-            tokenizer,
-            question,
-            answer,
-            template=template,
-            max_length=max_length,
-            tokenization=tokenization,
-            prompt_ids=prompt_of[question],
-            answer_ids=answer_of.get(answer),
-        )
-        for question, answer in pairs
+        ScoredSequence(input_ids=e.input_ids, prompt_length=e.prompt_length) for e in encoded
     ]
     stats = score_sequences(
         model, sequences, batch_size=batch_size, pad_token_id=_pad_id(tokenizer)

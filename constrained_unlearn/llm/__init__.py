@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         encode_prompt,
         encode_prompts,
         encode_qa,
+        encode_qa_pairs,
         ensure_pad_token,
     )
 
@@ -61,6 +62,7 @@ __all__ = [
     "encode_prompt",
     "encode_prompts",
     "encode_qa",
+    "encode_qa_pairs",
     "ensure_pad_token",
     "generate_batched",
     "kl_to_reference",
@@ -97,6 +99,7 @@ _SUBMODULE = {
     "encode_prompt": "tokenization",
     "encode_prompts": "tokenization",
     "encode_qa": "tokenization",
+    "encode_qa_pairs": "tokenization",
     "ensure_pad_token": "tokenization",
 }
 

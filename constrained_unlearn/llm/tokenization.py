@@ -55,6 +55,7 @@ __all__ = [
     "encode_prompt",
     "encode_prompts",
     "encode_qa",
+    "encode_qa_pairs",
     "ensure_pad_token",
     "token_ids",
 ]
@@ -304,6 +305,45 @@ def encode_qa(
     )
 
 
+def encode_qa_pairs(
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    template: PromptTemplate | None = None,
+    max_length: int = 512,
+    tokenization: Tokenization = "separate",
+) -> list[EncodedQA]:
+    """[`encode_qa`][constrained_unlearn.llm.encode_qa] of every ``(question, answer)`` pair,
+    each distinct prompt (and, for ``"separate"``, each distinct answer) tokenised once, in one
+    batched tokenizer call; the result equals one `encode_qa` call per pair."""
+    template = template if template is not None else PromptTemplate()
+    check_tokenization(tokenization)
+    questions = list(dict.fromkeys(q for q, _ in pairs))
+    prompts = encode_prompts(
+        tokenizer,
+        [template.format_prompt(tokenizer, q) for q in questions],
+        add_special_tokens=template.adds_special_tokens,
+    )
+    prompt_of = dict(zip(questions, prompts))
+    answer_of: dict[str, list[int]] = {}
+    if tokenization == "separate":
+        answers = list(dict.fromkeys(a for _, a in pairs))
+        answer_of = dict(zip(answers, token_ids(tokenizer, answers, add_special_tokens=False)))
+    return [
+        encode_qa(
+            tokenizer,
+            question,
+            answer,
+            template=template,
+            max_length=max_length,
+            tokenization=tokenization,
+            prompt_ids=prompt_of[question],
+            answer_ids=answer_of.get(answer),
+        )
+        for question, answer in pairs
+    ]
+
+
 def _check_rows(rows: Any, keys: Sequence[str]) -> int:
     """Validate that ``rows`` is non-empty and has ``keys``; return its length."""
     try:
@@ -375,19 +415,14 @@ class QADataset(torch.utils.data.Dataset):
         self.template = template if template is not None else PromptTemplate()
         self.max_length = max_length
         self.tokenization = check_tokenization(tokenization)
-        self.encoded: list[EncodedQA] = []
-        for i in range(n):
-            row = rows[i]
-            self.encoded.append(
-                encode_qa(
-                    tokenizer,
-                    str(row[question_key]),
-                    str(row[answer_key]),
-                    template=self.template,
-                    max_length=max_length,
-                    tokenization=tokenization,
-                )
-            )
+        pairs = [(str(rows[i][question_key]), str(rows[i][answer_key])) for i in range(n)]
+        self.encoded: list[EncodedQA] = encode_qa_pairs(
+            tokenizer,
+            pairs,
+            template=self.template,
+            max_length=max_length,
+            tokenization=tokenization,
+        )
         self.num_truncated: int = sum(e.prompt_truncated for e in self.encoded)
 
     def __len__(self) -> int:

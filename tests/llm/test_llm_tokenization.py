@@ -255,3 +255,21 @@ def test_encode_qa_takes_precomputed_answer_ids_for_separate_only(tokenizer):
     assert given == encode_qa(tokenizer, Q, A)
     with pytest.raises(ValueError, match="answer_ids= applies to tokenization='separate'"):
         encode_qa(tokenizer, Q, A, tokenization="joint", answer_ids=answer_ids)
+
+
+@pytest.mark.parametrize("tokenization", ["separate", "joint"])
+def test_pairs_encode_as_one_call_per_pair(tokenizer, tokenization):
+    from constrained_unlearn.llm import encode_qa_pairs
+
+    long_question = " ".join(["Where was the author born?"] * 12)
+    pairs = [(Q, A), (Q, "Paris."), (long_question, A), ("What is the capital?", A)]
+    for template in (PromptTemplate(), PromptTemplate(kind="chat")):
+        batched = encode_qa_pairs(
+            tokenizer, pairs, template=template, max_length=40, tokenization=tokenization
+        )
+        one_by_one = [
+            encode_qa(tokenizer, q, a, template=template, max_length=40, tokenization=tokenization)
+            for q, a in pairs
+        ]
+        assert batched == one_by_one
+        assert batched[2].prompt_truncated
