@@ -123,6 +123,13 @@ def test_the_demo_program_pins_its_kernels_and_prints_them(tmp_path):
         assert line.startswith("numerics: AVX2 kernels, MKL AVX2, 2 threads (pinned")
     else:
         assert "this machine's own kernels" in line
+    # the program ends without the interpreter's teardown (cli.process.finish): its MLflow
+    # runs must still have been closed as finished by the exit handlers
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert runs and {r.info.status for r in runs} == {"FINISHED"}
 
 
 def test_is_pinned_reads_a_description():
