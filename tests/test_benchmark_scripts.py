@@ -158,3 +158,44 @@ def test_minitofu_model_uses_sdpa_attention():
 
     model = make_model(ModelSpec(hidden_size=16, intermediate_size=32), Tokenizer(), seed=0)
     assert model.config._attn_implementation == "sdpa"
+
+
+def _summary(folder: Path, values: dict) -> Path:
+    folder.mkdir()
+    (folder / "TOFU_SUMMARY.json").write_text(json.dumps(values))
+    return folder
+
+
+def test_open_unlearning_comparison_flags_missing_and_distant_metrics(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "ou_compare", SCRIPTS / "open_unlearning" / "compare.py"
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    ou = _summary(tmp_path / "ou", {"forget_quality": 0.25, "privleak": -60.0})
+    near = _summary(tmp_path / "near", {"forget_quality": 0.250001, "privleak": -60.0003})
+    assert compare.main([str(ou), str(near)]) == 0  # privleak: 5e-6 of its magnitude
+    assert "| forget_quality | 0.25 | 0.250001 | 1.00e-06 |" in capsys.readouterr().out
+    far = _summary(tmp_path / "far", {"forget_quality": 0.2501, "privleak": -60.0})
+    assert compare.main([str(ou), str(far)]) == 1
+    missing = _summary(tmp_path / "missing", {"forget_quality": 0.25})
+    assert compare.main([str(ou), str(missing)]) == 1
+    assert "| privleak | -60 | — | missing ✗ |" in capsys.readouterr().out
+
+
+def test_open_unlearning_scripts_parse_and_refuse_without_their_setup(tmp_path):
+    import subprocess
+
+    folder = SCRIPTS / "open_unlearning"
+    for script in ("setup.sh", "eval.sh"):
+        assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0
+    usage = subprocess.run(["bash", str(folder / "eval.sh")], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+    env = {"PATH": "/usr/bin:/bin", "OU_HOME": str(tmp_path / "none")}
+    done = subprocess.run(
+        ["bash", str(folder / "eval.sh"), str(tmp_path), str(tmp_path), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 2 and "run benchmarks/open_unlearning/setup.sh" in done.stderr
