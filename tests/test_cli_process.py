@@ -100,3 +100,19 @@ def test_a_command_that_raises_takes_the_ordinary_exit_with_its_traceback():
     )
     assert done.returncode == 1
     assert "RuntimeError: the reason" in done.stderr
+
+
+def test_a_profiled_program_still_writes_its_profile(tmp_path):
+    script = tmp_path / "program.py"
+    script.write_text(
+        "from constrained_unlearn.cli import process\n"
+        "process.run_as_program(lambda: sum(range(1000)) and 0)\n"
+    )
+    profile = tmp_path / "run.prof"
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), str(script)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert profile.stat().st_size > 0

@@ -15,8 +15,9 @@ is garbage, so the program
   else is running (`finish`): the exit handlers still run (logging, MLflow, tqdm, temporary
   folders, ``weakref.finalize``) and every output stream is flushed, but the ~0.3 s of tearing
   down modules and freeing a loaded model object by object is skipped. When another
-  non-daemon thread is still alive (a worker pool, a writer), or the command raised, the
-  ordinary exit runs instead, so nothing that is still being written is cut short.
+  non-daemon thread is still alive (a worker pool, a writer), the command raised, or a
+  profiler or tracer is attached (``python -m cProfile``, a debugger, coverage), the ordinary
+  exit runs instead, so nothing that is still being written or measured is cut short.
 
 Reference counting still frees every object as usual; only cycles created *before* a freeze
 are never collected, and those are the imported modules and the loaded model. This applies only
@@ -65,6 +66,11 @@ def _others_running() -> bool:
     return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
+def _observed() -> bool:
+    """A profiler or tracer is attached: it writes its report after the program returns."""
+    return sys.getprofile() is not None or sys.gettrace() is not None
+
+
 def _flush_c_streams() -> None:
     """Flush the C library's stdio buffers (what an extension printed with ``printf``)."""
     try:
@@ -78,9 +84,10 @@ def _flush_c_streams() -> None:
 def finish(status: int | None) -> None:
     """End the program with ``status``: exit handlers run and streams are flushed, then the
     process ends without the interpreter's teardown; the ordinary ``sys.exit`` if another
-    non-daemon thread is still running (module docstring)."""
+    non-daemon thread is still running or a profiler or tracer is attached (module
+    docstring)."""
     code = 0 if status is None else int(status)
-    if _others_running():
+    if _others_running() or _observed():
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's exit would run first, in the same order
     for stream in (sys.stdout, sys.stderr):
