@@ -266,3 +266,28 @@ def test_evaluation_never_imports_the_engine():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "[]", f"evaluation imports the engine: {out.stdout.strip()}"
+
+
+def test_the_eval_command_reads_local_data_without_the_engine_or_datasets(tmp_path):
+    # `constrained-unlearn eval` is timed against open-unlearning (docs/benchmarks.md): what it
+    # imports to load local TOFU files and check its output folder must stay light
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "forget10.jsonl").write_text(json.dumps({"question": "q?", "answer": "a."}) + "\n")
+    code = (
+        "import sys\n"
+        "import constrained_unlearn.cli.main, constrained_unlearn.evaluation.tofu\n"
+        "from constrained_unlearn.recipes.data import load_benchmark\n"
+        "from constrained_unlearn.recipes.output_dir import check_output_dir\n"
+        f"check_output_dir({str(tmp_path / 'out')!r})\n"
+        f"rows = load_benchmark('tofu', {str(tmp_path)!r})['forget10']\n"
+        "assert rows == [{'question': 'q?', 'answer': 'a.'}], rows\n"
+        "heavy = ('constrained_unlearn.engine', 'constrained_unlearn.solvers', 'cooper', 'datasets')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", f"the eval command imports: {out.stdout.strip()}"

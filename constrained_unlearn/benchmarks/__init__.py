@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # names load on first use: `benchmarks.tofu` must not pull in
         forget_retain_pair,
         load_tofu,
         tofu_columns,
+        tofu_eval_data,
     )
 
 _SUBMODULE = {
@@ -57,7 +58,15 @@ _SUBMODULE = {
         ("MUSE_BOOKS", "MUSE_COLUMNS", "MUSE_NEWS", "MUSE_SPLITS", "load_muse"), "muse"
     ),
     **dict.fromkeys(
-        ("TOFU_CONFIGS", "TOFU_HUB_ID", "forget_retain_pair", "load_tofu", "tofu_columns"), "tofu"
+        (
+            "TOFU_CONFIGS",
+            "TOFU_HUB_ID",
+            "forget_retain_pair",
+            "load_tofu",
+            "tofu_columns",
+            "tofu_eval_data",
+        ),
+        "tofu",
     ),
 }
 
@@ -95,4 +104,5 @@ __all__ = [
     "load_muse",
     "load_tofu",
     "tofu_columns",
+    "tofu_eval_data",
 ]

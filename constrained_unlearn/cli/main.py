@@ -310,7 +310,7 @@ def _eval(args: argparse.Namespace) -> int:
     with loading():
         # the model first: a missing id fails in seconds, before the evaluator's imports
         model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
-        from constrained_unlearn.recipes.llm_unlearn import check_output_dir
+        from constrained_unlearn.recipes.output_dir import check_output_dir
 
         check_output_dir(args.output_dir)  # before any scoring
         from constrained_unlearn.evaluation.tofu import TofuEvaluator, write_retain_log

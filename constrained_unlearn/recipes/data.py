@@ -8,15 +8,19 @@ uses.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from constrained_unlearn.recipes.config import RunConfig
+if TYPE_CHECKING:  # the config pulls in the engine and solvers; evaluation needs neither
+    from constrained_unlearn.recipes.config import RunConfig
 
 __all__ = ["LazyTofu", "load_benchmark", "load_splits"]
 
 
 class LazyTofu(Mapping[str, Any]):
-    """TOFU configs loaded on first access (``load_tofu(config, source)``), then kept."""
+    """TOFU configs loaded on first access, then kept: a local folder's JSON / JSON Lines files
+    read directly, a hub id (or parquet files) through ``load_tofu`` (both by
+    [`tofu_eval_data`][constrained_unlearn.benchmarks.tofu_eval_data], so a run from local
+    files never imports ``datasets``)."""
 
     def __init__(self, source: str | None = None) -> None:
         from constrained_unlearn.benchmarks.tofu import TOFU_CONFIGS, TOFU_HUB_ID
@@ -26,12 +30,12 @@ class LazyTofu(Mapping[str, Any]):
         self._loaded: dict[str, Any] = {}
 
     def __getitem__(self, config: str) -> Any:
-        from constrained_unlearn.benchmarks.tofu import load_tofu
+        from constrained_unlearn.benchmarks.tofu import tofu_eval_data
 
         if config not in self._names:
             raise KeyError(f"unknown TOFU config {config!r}; valid: {sorted(self._names)}")
         if config not in self._loaded:
-            self._loaded[config] = load_tofu(config, self.source)
+            self._loaded[config] = tofu_eval_data(self.source, [config])[config]
         return self._loaded[config]
 
     def __iter__(self) -> Iterator[str]:

@@ -52,6 +52,7 @@ from constrained_unlearn.llm.loading import check_vocabulary
 from constrained_unlearn.losses import next_token_alignment, token_nll
 from constrained_unlearn.methods import MethodSetup, get_method
 from constrained_unlearn.recipes.config import ConfigError, RunConfig
+from constrained_unlearn.recipes.output_dir import OutputFolderError, check_output_dir
 from constrained_unlearn.solvers import SHARED_HYPERPARAMETERS, make_solver
 from constrained_unlearn.tracking import MlflowRun
 
@@ -71,10 +72,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class OutputFolderError(OSError):
-    """The output folder cannot be written; the message names the folder and the fix."""
 
 
 @dataclass
@@ -168,37 +165,6 @@ def setup_method(cfg: RunConfig, model: Any, tokenizer: Any) -> MethodSetup:
 
 
 # ---------------------------------------------------------------------------------- preflight
-def check_output_dir(path: str | os.PathLike[str]) -> Path:
-    """Fail fast when the output folder cannot be written; writes nothing that stays.
-
-    Probes by creating (and deleting) a temporary file in ``path`` or, when ``path`` does not
-    exist yet, in its first existing ancestor.
-
-    Raises:
-        OutputFolderError: ``path`` is a file, lies under a file, or cannot be written.
-    """
-    target = Path(path).expanduser()
-    probe = target
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    fix = "choose another folder with output.dir=PATH (or --output-dir) or fix its permissions"
-    if probe.exists() and not probe.is_dir():
-        raise OutputFolderError(
-            f"output folder {str(target)!r} cannot be created: {str(probe)!r} is a file; {fix}"
-        )
-    try:
-        fd, name = tempfile.mkstemp(prefix=".write-check-", dir=probe)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as err:
-        raise OutputFolderError(
-            f"output folder {str(target)!r} cannot be written ({err.strerror or err}); {fix}"
-        ) from None
-    return target
-
-
 def preflight(cfg: RunConfig) -> None:
     """The checks that must pass before any compute: the output folder is writable and, with
     tracking on, the tracking store can be reached
