@@ -238,3 +238,17 @@ def test_dependency_errors():
     mlflow_report = describe(MlflowException("API request to endpoint failed"))
     assert mlflow_report.status == 1 and "tracking.enabled=false" in mlflow_report.message
     assert describe(KeyboardInterrupt()).status == 130
+
+
+def test_a_local_eval_file_that_does_not_parse_names_its_line(tmp_path):
+    from constrained_unlearn.benchmarks._source import DataFileError
+    from constrained_unlearn.benchmarks.tofu import tofu_eval_data
+
+    folder = tmp_path
+    good = json.dumps({"question": "q", "answer": "a"})
+    (folder / "forget10.jsonl").write_text(good + "\n\n" + good + '\n{"question": "q9", "ans')
+    with pytest.raises(DataFileError, match=r"forget10.jsonl cannot be read as json \(line 4: "):
+        tofu_eval_data(folder, ["forget10"])
+    (folder / "forget10.jsonl").write_bytes(b'{"question": "\xff"}\n')
+    with pytest.raises(DataFileError, match="cannot be read as json"):
+        tofu_eval_data(folder, ["forget10"])

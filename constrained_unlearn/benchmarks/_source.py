@@ -46,6 +46,7 @@ __all__ = [
     "find_local_files",
     "is_local",
     "load_split",
+    "unreadable_file",
 ]
 
 
@@ -55,6 +56,15 @@ class DatasetUnavailableError(FileNotFoundError):
 
 class DataFileError(ValueError):
     """A local data file that cannot be parsed; the message names the file and the reason."""
+
+
+def unreadable_file(shown: str, builder: str, cause: BaseException) -> DataFileError:
+    """The `DataFileError` for a local file (or files, ``shown``) that ``builder`` cannot parse."""
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return DataFileError(
+        f"{shown} cannot be read as {builder} ({first}); check the file is complete and valid "
+        "(a download or copy cut short leaves a truncated last line) and fetch it again"
+    )
 
 
 EXTENSIONS: tuple[tuple[str, str], ...] = (
@@ -137,11 +147,7 @@ def _load_local(builder: str, files: list[str], load_kwargs: Mapping[str, Any]) 
     except DatasetGenerationError as err:
         cause = err.__cause__ or err.__context__ or err
         shown = files[0] if len(files) == 1 else f"{len(files)} files ({files[0]} …)"
-        raise DataFileError(
-            f"{shown} cannot be read as {builder} ({str(cause).strip().splitlines()[0]}); check "
-            "the file is complete and valid (a download or copy cut short leaves a truncated last "
-            "line) and fetch it again"
-        ) from None
+        raise unreadable_file(shown, builder, cause) from None
 
 
 @contextlib.contextmanager

@@ -132,9 +132,30 @@ def load_tofu(
     )
 
 
+def _parse_json_rows(text: str) -> Any:
+    """One JSON array, or JSON Lines (one value per non-empty line); a line that does not
+    parse raises ``ValueError`` naming its number."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return json.loads(stripped)
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"line {number}: {err}") from None
+    return rows
+
+
 def _local_json_rows(root: Path, config: str) -> list[dict[str, Any]] | None:
     """Rows of ``<root>/<config>/train.{jsonl,json}`` or ``<root>/<config>.{jsonl,json}`` read
-    with `json` (JSON Lines, or one JSON array); ``None`` when no such file exists."""
+    with `json` (JSON Lines, or one JSON array); ``None`` when no such file exists.
+
+    Raises:
+        DataFileError: the file is not valid JSON (e.g. a copy cut short).
+    """
     for path in (
         root / config / "train.jsonl",
         root / config / "train.json",
@@ -143,12 +164,12 @@ def _local_json_rows(root: Path, config: str) -> list[dict[str, Any]] | None:
     ):
         if not path.is_file():
             continue
-        text = path.read_text(encoding="utf-8")
-        stripped = text.lstrip()
-        if stripped.startswith("["):
-            rows = json.loads(stripped)
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            rows = _parse_json_rows(path.read_text(encoding="utf-8"))
+        except ValueError as err:  # JSON that does not parse, or bytes that are not UTF-8
+            from constrained_unlearn.benchmarks._source import unreadable_file
+
+            raise unreadable_file(str(path), "json", err) from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ValueError(f"{path} must hold JSON objects, one per row")
         return rows
