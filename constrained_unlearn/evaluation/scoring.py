@@ -34,7 +34,6 @@ from constrained_unlearn.llm.head import answer_hidden, head_inputs
 from constrained_unlearn.llm.tokenization import (
     PromptTemplate,
     Tokenization,
-    encode_qa,
     encode_qa_pairs,
 )
 from constrained_unlearn.losses.masking import IGNORE_INDEX, next_token_alignment
@@ -226,23 +225,34 @@ def encode_pair(
     template: PromptTemplate,
     max_length: int,
     tokenization: Tokenization = "separate",
-    prompt_ids: Sequence[int] | None = None,
-    answer_ids: Sequence[int] | None = None,
 ) -> ScoredSequence:
     """A QA pair as a `ScoredSequence` (EOS appended and scored): prompt and answer
     tokenised separately, or as one string with the prompt's length masked (``"joint"``, as
-    open-unlearning); see [`encode_qa`][constrained_unlearn.llm.encode_qa]."""
-    encoded = encode_qa(
+    open-unlearning); see [`encode_qa`][constrained_unlearn.llm.encode_qa]. `encode_pairs`
+    encodes many at once."""
+    return encode_pairs(
         tokenizer,
-        question,
-        answer,
+        [(question, answer)],
         template=template,
         max_length=max_length,
         tokenization=tokenization,
-        prompt_ids=prompt_ids,
-        answer_ids=answer_ids,
+    )[0]
+
+
+def encode_pairs(
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    template: PromptTemplate,
+    max_length: int,
+    tokenization: Tokenization = "separate",
+) -> list[ScoredSequence]:
+    """`encode_pair` of every ``(question, answer)`` pair, the tokenizer called once per kind
+    of text ([`encode_qa_pairs`][constrained_unlearn.llm.encode_qa_pairs])."""
+    encoded = encode_qa_pairs(
+        tokenizer, pairs, template=template, max_length=max_length, tokenization=tokenization
     )
-    return ScoredSequence(input_ids=encoded.input_ids, prompt_length=encoded.prompt_length)
+    return [ScoredSequence(input_ids=e.input_ids, prompt_length=e.prompt_length) for e in encoded]
 
 
 def encode_text(
@@ -359,8 +369,7 @@ def score_question_set(
     """Score every answer of every column of a question set in one batched pass.
 
     All ``(question, answer)`` pairs of all requested columns (a list column contributes one
-    pair per item, any count per row) are encoded as `encode_pair` encodes them (one batched
-    [`encode_qa_pairs`][constrained_unlearn.llm.encode_qa_pairs] call), scored by one
+    pair per item, any count per row) are encoded by one `encode_pairs` call, scored by one
     `score_sequences` call, and regrouped.
 
     Args:
@@ -394,12 +403,9 @@ def score_question_set(
             offsets.append(offsets[-1] + len(answers))
         layout[column] = (offsets, is_list)
 
-    encoded = encode_qa_pairs(
+    sequences = encode_pairs(
         tokenizer, pairs, template=template, max_length=max_length, tokenization=tokenization
     )
-    sequences = [
-        ScoredSequence(input_ids=e.input_ids, prompt_length=e.prompt_length) for e in encoded
-    ]
     stats = score_sequences(
         model, sequences, batch_size=batch_size, pad_token_id=_pad_id(tokenizer)
     )
@@ -440,6 +446,7 @@ __all__ = [
     "ColumnScores",
     "ScoredSequence",
     "encode_pair",
+    "encode_pairs",
     "encode_text",
     "per_example_gradnorm",
     "score_question_set",

@@ -81,7 +81,7 @@ from constrained_unlearn.evaluation.report import (
 )
 from constrained_unlearn.evaluation.scoring import (
     ColumnScores,
-    encode_pair,
+    encode_pairs,
     per_example_gradnorm,
     score_question_set,
 )
@@ -639,17 +639,13 @@ class TofuEvaluator(Evaluator):
         return col.stats, texts
 
     def mia_gradnorm(self, side: str) -> np.ndarray:
-        sequences = [
-            encode_pair(
-                self.tokenizer,
-                str(r["question"]),
-                str(r["answer"]),
-                template=self.template,
-                max_length=self.max_length,
-                tokenization=self.settings.tokenization,  # type: ignore[arg-type]
-            )
-            for r in self.set_rows(side)
-        ]
+        sequences = encode_pairs(
+            self.tokenizer,
+            [(str(r["question"]), str(r["answer"])) for r in self.set_rows(side)],
+            template=self.template,
+            max_length=self.max_length,
+            tokenization=self.settings.tokenization,  # type: ignore[arg-type]
+        )
         return per_example_gradnorm(
             self.model,
             sequences,
