@@ -181,21 +181,29 @@ def test_open_unlearning_comparison_flags_missing_and_distant_metrics(tmp_path, 
     missing = _summary(tmp_path / "missing", {"forget_quality": 0.25})
     assert compare.main([str(ou), str(missing)]) == 1
     assert "| privleak | -60 | — | missing ✗ |" in capsys.readouterr().out
+    muse_ou, muse_ours = tmp_path / "muse_ou", tmp_path / "muse_ours"
+    for folder, value in ((muse_ou, 0.958333), (muse_ours, 0.958333)):
+        folder.mkdir()
+        (folder / "MUSE_SUMMARY.json").write_text(json.dumps({"forget_knowmem_ROUGE": value}))
+    assert compare.main([str(muse_ou), str(muse_ours)]) == 0
+    with pytest.raises(SystemExit):  # neither summary: a usage error, not a pass
+        compare.main([str(tmp_path), str(tmp_path)])
 
 
 def test_open_unlearning_scripts_parse_and_refuse_without_their_setup(tmp_path):
     import subprocess
 
     folder = SCRIPTS / "open_unlearning"
-    for script in ("setup.sh", "eval.sh"):
+    for script in ("setup.sh", "common.sh", "eval.sh", "muse_eval.sh"):
         assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0
-    usage = subprocess.run(["bash", str(folder / "eval.sh")], capture_output=True, text=True)
-    assert usage.returncode == 2 and "usage:" in usage.stderr
     env = {"PATH": "/usr/bin:/bin", "OU_HOME": str(tmp_path / "none")}
-    done = subprocess.run(
-        ["bash", str(folder / "eval.sh"), str(tmp_path), str(tmp_path), str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 2 and "run benchmarks/open_unlearning/setup.sh" in done.stderr
+    for script in ("eval.sh", "muse_eval.sh"):
+        usage = subprocess.run(["bash", str(folder / script)], capture_output=True, text=True)
+        assert usage.returncode == 2 and "usage:" in usage.stderr
+        done = subprocess.run(
+            ["bash", str(folder / script), str(tmp_path), str(tmp_path), str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.returncode == 2 and "run benchmarks/open_unlearning/setup.sh" in done.stderr

@@ -1,11 +1,12 @@
-"""Side by side: open-unlearning's TOFU summary against this library's, metric by metric.
+"""Side by side: open-unlearning's TOFU or MUSE summary against this library's, metric by metric.
 
     python benchmarks/open_unlearning/compare.py OU_DIR OURS_DIR [--tolerance 1e-5]
 
-Both folders hold a ``TOFU_SUMMARY.json`` (open-unlearning's ``eval.sh`` output and
-``constrained-unlearn eval`` / ``benchmarks/eval_process.py`` with ``--tokenization joint``, the
-open-unlearning convention). Prints one row per metric open-unlearning reports, with |Δ|, and
-exits 1 when a metric is missing on our side or differs by more than the tolerance.
+Both folders hold the same ``TOFU_SUMMARY.json`` or ``MUSE_SUMMARY.json`` (open-unlearning's
+``eval.sh`` / ``muse_eval.sh`` output; ours from ``constrained-unlearn eval`` with
+``--tokenization joint``, the open-unlearning convention, or a mini-MUSE build's ``evals/``).
+Prints one row per metric open-unlearning reports, with |Δ|, and exits 1 when a metric is
+missing on our side or differs by more than the tolerance.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import math
 import sys
 from pathlib import Path
+
+SUMMARIES = ("TOFU_SUMMARY.json", "MUSE_SUMMARY.json")
 
 
 def rows(ou: dict[str, float], ours: dict[str, object]) -> list[tuple[str, float, float | None]]:
@@ -43,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ours_dir", type=Path)
     parser.add_argument("--tolerance", type=float, default=1e-5)
     args = parser.parse_args(argv)
-    ou = json.loads((args.ou_dir / "TOFU_SUMMARY.json").read_text())
-    ours = json.loads((args.ours_dir / "TOFU_SUMMARY.json").read_text())
+    names = [n for n in SUMMARIES if (args.ou_dir / n).is_file()]
+    if not names:
+        parser.error(f"{args.ou_dir} holds neither {' nor '.join(SUMMARIES)}")
+    ou = json.loads((args.ou_dir / names[0]).read_text())
+    ours = json.loads((args.ours_dir / names[0]).read_text())
     bad = 0
     print("| metric | open-unlearning | constrained_unlearn | abs. difference |")
     print("|---|---|---|---|")

@@ -17,24 +17,8 @@ model_dir=$(cd "$1" && pwd)
 data_dir=$(cd "$2" && pwd)
 out_dir=$3
 retain_log=${4:-null}
-OU_HOME=${OU_HOME:-$HOME/.cache/constrained_unlearn/open-unlearning}
-if [[ ! -x $OU_HOME/venv/bin/python ]]; then
-  echo "open-unlearning is not set up under $OU_HOME: run benchmarks/open_unlearning/setup.sh" >&2
-  exit 2
-fi
-
-# transformers 4.45 cannot name transformers 5's tokenizer class; the tokenizer itself (the
-# tokenizer.json) is the same file, so only the class name changes
-tokenizer_dir=$OU_HOME/tokenizers/$(basename "$(dirname "$model_dir")")
-mkdir -p "$tokenizer_dir"
-cp "$model_dir/tokenizer.json" "$tokenizer_dir/"
-sed 's/"TokenizersBackend"/"PreTrainedTokenizerFast"/' "$model_dir/tokenizer_config.json" \
-  >"$tokenizer_dir/tokenizer_config.json"
-
-export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=""
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export HF_HOME=$OU_HOME/hf_home HF_DATASETS_CACHE=$OU_HOME/hf_home/datasets
-export TOKENIZERS_PARALLELISM=false PYTHONWARNINGS=ignore
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+ou_prepare "$model_dir"
 
 overrides=(
   model=phi-1_5 # a plain-prompt model config; every field that matters is set below
@@ -89,10 +73,4 @@ for node in "${nodes[@]}"; do
     "$node.args.hf_args.split=train")
 done
 
-rm -rf "$out_dir"
-if [[ ${OU_COLD:-0} == 1 ]]; then rm -rf "$HF_DATASETS_CACHE"; fi
-mkdir -p "$out_dir"
-out_dir=$(cd "$out_dir" && pwd)
-overrides+=("paths.output_dir=$out_dir")
-cd "$OU_HOME/src"
-exec "$OU_HOME/venv/bin/python" src/eval.py "${overrides[@]}"
+ou_run "$out_dir" "${overrides[@]}"
