@@ -63,3 +63,14 @@ def test_the_record_holds_the_values_that_ran():
     assert record["method"]["dual_lr"] == 7.0
     assert record["method"]["warmup_steps"] == 0 and record["method"]["dual_update"] == "step"
     assert cfg.to_dict() == before
+
+
+def test_yaml_booleans_spell_the_one_choice_they_name(tmp_path):
+    # YAML 1.1 reads `no` as false: `training.mixed_precision=no` must mean "no", in an
+    # override and in a file alike
+    assert load_config(None, ["training.mixed_precision=no"]).training.mixed_precision == "no"
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  mixed_precision: no\n")
+    assert load_config(path).training.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="mixed_precision must be one of 'no', 'bf16', 'fp16'"):
+        load_config(None, ["training.mixed_precision=yes"])  # no choice is spelled `yes`

@@ -39,3 +39,21 @@ def test_two_processes_share_lambda_and_match_single_process(tmp_path):
     assert ranks[0]["lambda"] == pytest.approx(reference["lambda"], abs=1e-6)
     for p, q in zip(ranks[0]["params"], reference["params"]):
         assert p == pytest.approx(q, abs=1e-6)
+
+
+def test_a_launched_process_that_accelerate_runs_alone_is_refused(monkeypatch):
+    # torchrun on a machine without a GPU and without ACCELERATE_USE_CPU=true: accelerate gives
+    # each process a world of one, and every rank would run the whole job by itself
+    from accelerate import Accelerator
+
+    from constrained_unlearn.engine import LaunchError
+    from constrained_unlearn.engine.runtime import check_launch
+
+    accelerator = Accelerator(cpu=True)
+    assert accelerator.num_processes == 1
+    check_launch(accelerator)  # not launched: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(LaunchError, match="ACCELERATE_USE_CPU=true"):
+        check_launch(accelerator)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_launch(accelerator)

@@ -35,6 +35,7 @@ _INPUT = {
     "DataFileError",
     "VocabularyMismatchError",
     "TermsError",
+    "LaunchError",
 }
 _RUNTIME = {"CheckpointError", "NonFiniteError"}
 _HUB_FIX = (

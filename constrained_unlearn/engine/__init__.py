@@ -11,6 +11,7 @@ from constrained_unlearn.engine.config import EngineConfig
 from constrained_unlearn.engine.data import PairedData
 from constrained_unlearn.engine.errors import (
     ConstraintInfeasibleWarning,
+    LaunchError,
     NonFiniteError,
     TermsError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "EngineConfig",
     "FeasibilityReport",
     "History",
+    "LaunchError",
     "NonFiniteError",
     "PairedData",
     "RunState",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConstraintInfeasibleWarning", "NonFiniteError", "TermsError"]
+__all__ = ["ConstraintInfeasibleWarning", "LaunchError", "NonFiniteError", "TermsError"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -25,6 +25,11 @@ class NonFiniteError(FloatingPointError):
 
 class TermsError(ValueError):
     """The terms function returned something the engine cannot use."""
+
+
+class LaunchError(RuntimeError):
+    """The process was launched as one of several (``WORLD_SIZE`` > 1) but accelerate runs it
+    alone: every process would run the whole job by itself, into the same output folder."""
 
 
 class ConstraintInfeasibleWarning(UserWarning):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 
 import torch
@@ -10,9 +11,17 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
 from constrained_unlearn.engine.config import EngineConfig
+from constrained_unlearn.engine.errors import LaunchError
 from constrained_unlearn.solvers import Solver
 
-__all__ = ["OptimizerFactory", "adamw", "build_optimizer", "check_framework", "make_accelerator"]
+__all__ = [
+    "OptimizerFactory",
+    "adamw",
+    "build_optimizer",
+    "check_framework",
+    "check_launch",
+    "make_accelerator",
+]
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 """Builds the primal optimiser from the trainable parameters."""
@@ -70,7 +79,7 @@ def make_accelerator(config: EngineConfig) -> Accelerator:
     cannot get its own.
     """
     try:
-        return Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
+        accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
     except ValueError as error:
         if "already been initialized" not in str(error):
             raise
@@ -84,6 +93,25 @@ def make_accelerator(config: EngineConfig) -> Accelerator:
             "per process. Use the same mixed_precision and cpu for every engine in this process, "
             "pass accelerator= to share one, or run each setting in its own process"
         ) from error
+    check_launch(accelerator)
+    return accelerator
+
+
+def check_launch(accelerator: Accelerator) -> None:
+    """Refuse a process that a launcher started as one of ``WORLD_SIZE`` > 1 but that accelerate
+    runs alone (on a machine without a GPU, accelerate joins the processes only when told to use
+    the CPU): each would run the whole job by itself and write the same output folder."""
+    try:
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:  # not a launcher's value: nothing to compare
+        return
+    if launched > 1 and accelerator.num_processes == 1:
+        raise LaunchError(
+            f"this process was launched as one of {launched} (WORLD_SIZE={launched}) but "
+            "accelerate runs it alone, so every process would run the whole job by itself into "
+            "the same output folder; on a machine without a GPU export ACCELERATE_USE_CPU=true "
+            "(accelerate joins CPU processes only then), or launch one process"
+        )
 
 
 def check_framework(accelerator: Accelerator, config: EngineConfig, solver: Solver) -> None:

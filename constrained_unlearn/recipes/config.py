@@ -427,6 +427,10 @@ def _describe(hint: Any) -> str:
     return f"{text} or null" if optional else text
 
 
+_YAML_TRUE = frozenset({"y", "yes", "on", "true"})
+_YAML_FALSE = frozenset({"n", "no", "off", "false"})
+
+
 def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
     """``(accepted, value)`` of ``value`` against the type ``hint`` (a bool is not a number)."""
     origin = typing.get_origin(hint)
@@ -439,7 +443,15 @@ def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
                 return True, converted
         return False, value
     if origin is typing.Literal:
-        return value in typing.get_args(hint), value
+        choices = typing.get_args(hint)
+        if isinstance(value, bool) and value not in choices:
+            # YAML 1.1 reads `no`, `off`, `yes`, `on` as booleans: `mixed_precision: no` means
+            # the choice spelled that way, when exactly one choice is such a word
+            words = _YAML_TRUE if value else _YAML_FALSE
+            spelled = [c for c in choices if isinstance(c, str) and c.lower() in words]
+            if len(spelled) == 1:
+                return True, spelled[0]
+        return value in choices, value
     if origin in (tuple, list):
         items = [value] if isinstance(value, str) else value
         if isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items):
