@@ -116,3 +116,19 @@ def test_a_profiled_program_still_writes_its_profile(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert profile.stat().st_size > 0
+
+
+def test_only_the_main_process_prints_the_run_summary(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from constrained_unlearn.cli.main import _done
+
+    result = SimpleNamespace(
+        constraint_satisfied=True, final_retain_loss=0.5, bounds={"retain": 1.0}, output_dir="o"
+    )
+    monkeypatch.setenv("RANK", "1")
+    _done(result)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    _done(result)
+    assert capsys.readouterr().out.startswith("done: final retain loss 0.5000 within")

@@ -172,6 +172,8 @@ def _print_yaml(data: Any) -> None:
 
 
 def _done(result: Any) -> None:
+    if os.environ.get("RANK", "0") != "0":  # one summary per launch: the main process says it
+        return
     satisfied = getattr(result, "constraint_satisfied", True)
     verdict = "within" if satisfied else "OUTSIDE"
     print(
