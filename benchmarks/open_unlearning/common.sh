@@ -3,6 +3,22 @@
 # 4.45 reads (sets $tokenizer_dir) and exports the environment of a CPU, 2-thread, offline run.
 OU_HOME=${OU_HOME:-$HOME/.cache/constrained_unlearn/open-unlearning}
 
+# ou_arguments NAME MODEL_DIR DATA_DIR OUT_DIR [LOG]: the scripts' arguments (NAME: what LOG is
+# called in the usage line); sets model_dir, data_dir (absolute), out_dir and reference (null
+# without a LOG)
+ou_arguments() {
+  local name=$1
+  shift
+  if [[ $# -lt 3 ]]; then
+    echo "usage: $0 MODEL_DIR DATA_DIR OUT_DIR [$name]" >&2
+    exit 2
+  fi
+  model_dir=$(cd "$1" && pwd)
+  data_dir=$(cd "$2" && pwd)
+  out_dir=$3
+  reference=${4:-null}
+}
+
 ou_prepare() {
   local model_dir=$1
   if [[ ! -x $OU_HOME/venv/bin/python ]]; then

@@ -9,15 +9,8 @@
 # script on retain/ without one). Needs setup.sh first. Set OU_COLD=1 to drop the datasets
 # cache before the run. Nothing in open-unlearning's source is changed: all of it is overrides.
 set -euo pipefail
-if [[ $# -lt 3 ]]; then
-  echo "usage: $0 MODEL_DIR DATA_DIR OUT_DIR [RETAIN_LOG]" >&2
-  exit 2
-fi
-model_dir=$(cd "$1" && pwd)
-data_dir=$(cd "$2" && pwd)
-out_dir=$3
-retain_log=${4:-null}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+ou_arguments RETAIN_LOG "$@" # sets model_dir, data_dir, out_dir, reference
 ou_prepare "$model_dir"
 
 overrides=(
@@ -36,7 +29,7 @@ overrides=(
   eval.tofu.holdout_split=holdout10
   eval.tofu.batch_size=32
   eval.tofu.overwrite=true
-  "eval.tofu.retain_logs_path=$retain_log"
+  "eval.tofu.retain_logs_path=$reference"
   task_name=minitofu
   seed=0
 )

@@ -12,15 +12,8 @@
 # k = 0.4, MIA texts cut to 2048 tokens, ROUGE with stemming); only the paths, the device and
 # the dtype are overridden. Needs setup.sh first.
 set -euo pipefail
-if [[ $# -lt 3 ]]; then
-  echo "usage: $0 MODEL_DIR DATA_DIR OUT_DIR [RETRAIN_LOG]" >&2
-  exit 2
-fi
-model_dir=$(cd "$1" && pwd)
-data_dir=$(cd "$2" && pwd)
-out_dir=$3
-retrain_log=${4:-null}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+ou_arguments RETRAIN_LOG "$@" # sets model_dir, data_dir, out_dir, reference
 ou_prepare "$model_dir"
 
 overrides=(
@@ -31,7 +24,7 @@ overrides=(
   model.model_args.attn_implementation=sdpa # the recipe asks for flash_attention_2 (CUDA only)
   "model.tokenizer_args.pretrained_model_name_or_path=$tokenizer_dir"
   eval.muse.overwrite=true
-  "retain_logs_path=$retrain_log"
+  "retain_logs_path=$reference"
   task_name=minimuse
   seed=0
 )
