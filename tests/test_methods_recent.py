@@ -309,6 +309,9 @@ def test_altpo_alternates_required_and_checked(tokenizer, data, tmp_path, altern
     path.write_text('{"answer": "A.", "alternate": ["B.", "C."]}\n', encoding="utf-8")
     assert load_alternates(path) == {"A.": ["B.", "C."]}
     assert AltPO(alternates=str(path)).options()["alternates"] == 1  # logged as a count
+    path.write_text('{"answer": "A.", "alternate": ["B."]}\n{"answer": "D', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"alt.jsonl' cannot be read as JSON \(line 2: "):
+        load_alternates(path)
 
 
 def test_declarations(tokenizer):

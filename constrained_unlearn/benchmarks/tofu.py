@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from constrained_unlearn.jsonl import parse_json_lines
+
 if TYPE_CHECKING:  # ``datasets`` takes a second to import: only load_tofu needs it
     import datasets
 
@@ -133,20 +135,9 @@ def load_tofu(
 
 
 def _parse_json_rows(text: str) -> Any:
-    """One JSON array, or JSON Lines (one value per non-empty line); a line that does not
-    parse raises ``ValueError`` naming its number."""
+    """One JSON array, or JSON Lines; ``ValueError`` when it does not parse."""
     stripped = text.lstrip()
-    if stripped.startswith("["):
-        return json.loads(stripped)
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"line {number}: {err}") from None
-    return rows
+    return json.loads(stripped) if stripped.startswith("[") else parse_json_lines(text)
 
 
 def _local_json_rows(root: Path, config: str) -> list[dict[str, Any]] | None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from constrained_unlearn.jsonl import parse_json_lines
 from constrained_unlearn.llm.terms import ForgetObjective
 from constrained_unlearn.methods.base import Method, check_number
 from constrained_unlearn.methods.idk_dpo import encode_answer, pad_id
@@ -72,12 +73,15 @@ def load_alternates(path: str | Path) -> dict[str, list[str]]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"AltPO alternates file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8")
     data: Any
-    if p.suffix == ".jsonl":
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        data = json.loads(text)
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = parse_json_lines(text) if p.suffix == ".jsonl" else json.loads(text)
+    except ValueError as err:  # JSON that does not parse, or bytes that are not UTF-8
+        raise ValueError(
+            f"AltPO alternates file {str(p)!r} cannot be read as JSON ({err}); check the file is "
+            "complete and valid"
+        ) from None
     if isinstance(data, dict):
         return {str(k): [v] if isinstance(v, str) else list(v) for k, v in data.items()}
     key = "alternate" if data and "alternate" in data[0] else "perturbed_answer"
